@@ -1,0 +1,25 @@
+"""zppo-trl: ZPPO ("Teacher in Prompts, Not Gradients", arXiv 2606.18216) for Hugging Face TRL."""
+
+__version__ = "0.1.0"
+
+from .buffer import BufferStateError, HardQuestionBuffer
+from .config import ZPPOConfig
+from .prompts import ANSWER_FORMAT_INSTRUCTION, BCQ_TEMPLATE, NCQ_TEMPLATE, build_bcq_hint, build_ncq_hint
+from .rewards import boxed_accuracy_reward
+from .teachers import ColumnTeacher
+from .trainer import ZPPOTrainer
+
+__all__ = [
+    "ANSWER_FORMAT_INSTRUCTION",
+    "BCQ_TEMPLATE",
+    "NCQ_TEMPLATE",
+    "BufferStateError",
+    "ColumnTeacher",
+    "HardQuestionBuffer",
+    "ZPPOConfig",
+    "ZPPOTrainer",
+    "__version__",
+    "boxed_accuracy_reward",
+    "build_bcq_hint",
+    "build_ncq_hint",
+]

@@ -1,0 +1,113 @@
+"""Tensor plumbing for a round with two rollout passes (plain, then hints): join, order and trim TRL batches.
+
+TRL's `_generate_and_score_completions` returns a dict of per-row tensors (prompt left-padded, completion
+right-padded) plus the 0-dim `num_items_in_batch`. ZPPO runs it twice per round and joins the results here. Only
+text batches are supported (the keys listed below); anything else raises, rather than being silently dropped.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+HINT_FLAG = "zppo_is_hint"  # (B,) bool tensor riding along in the batch; ignored by TRL's loss
+
+# key -> (side, pad value); "left"/"right" pad along dim 1 to the wider of the two batches
+_PADDED = {
+    "prompt_ids": ("left", None),  # None: the tokenizer's pad id
+    "prompt_mask": ("left", 0),
+    "completion_ids": ("right", None),
+    "completion_mask": ("right", 0),
+    "old_per_token_logps": ("right", 0.0),
+    "ref_per_token_logps": ("right", 0.0),
+    "sampling_per_token_logps": ("right", 0.0),
+    "tool_mask": ("right", 1),
+    "importance_sampling_ratio": ("right", 1.0),  # token-level (B, C); sequence-level (B, 1) is just concatenated
+}
+_ROWWISE = {"advantages", HINT_FLAG}
+
+
+def _pad_to(t: torch.Tensor, width: int, side: str, value) -> torch.Tensor:
+    missing = width - t.shape[1]
+    if missing <= 0:
+        return t
+    return F.pad(t, (missing, 0) if side == "left" else (0, missing), value=value)
+
+
+def concat_rollout_batches(first: dict, second: dict, pad_token_id: int) -> dict:
+    """Rows of `first` then rows of `second`, padded to common widths. `num_items_in_batch` (a global token count
+    in each) is summed, so token-normalised losses (`dapo`, `cispo`, `vespo`) normalise over both passes."""
+    if first.keys() != second.keys():
+        raise ValueError(f"cannot join rollout batches with different keys: {sorted(first)} vs {sorted(second)}")
+    out = {}
+    for key, a in first.items():
+        b = second[key]
+        if a is None or b is None:
+            out[key] = None if a is None and b is None else _fail(key, "present in one pass only")
+        elif key == "num_items_in_batch":
+            out[key] = a + b
+        elif key in _ROWWISE:
+            out[key] = torch.cat([a, b])
+        elif key in _PADDED:
+            side, value = _PADDED[key]
+            value = pad_token_id if value is None else value
+            if key == "importance_sampling_ratio" and a.shape[1] == 1 and b.shape[1] == 1:
+                out[key] = torch.cat([a, b])
+                continue
+            width = max(a.shape[1], b.shape[1])
+            out[key] = torch.cat([_pad_to(a, width, side, value), _pad_to(b, width, side, value)])
+        else:
+            _fail(key, "not a text rollout key (multimodal batches are not supported with hint prompts)")
+    return out
+
+
+def _fail(key, why):
+    raise ValueError(f"ZPPO cannot join rollout batches on key {key!r}: {why}.")
+
+
+def _num_rows(batch: dict) -> int:
+    return batch["prompt_ids"].shape[0]
+
+
+def take_rows(batch: dict, index: torch.Tensor) -> dict:
+    """The rows `index` of every per-row tensor; 0-dim tensors and None pass through."""
+    return {
+        k: (v[index] if isinstance(v, torch.Tensor) and v.ndim > 0 else v)
+        for k, v in batch.items()
+    }
+
+
+def trim_prompt_padding(batch: dict) -> dict:
+    """Drop the leading prompt columns that are padding in every row (left padding is shared across rows)."""
+    mask = batch["prompt_mask"]
+    used = mask.any(dim=0).nonzero()
+    start = int(used[0]) if used.numel() else 0
+    if start == 0:
+        return batch
+    return {**batch, "prompt_ids": batch["prompt_ids"][:, start:], "prompt_mask": mask[:, start:]}
+
+
+def regroup_micro_batches(chunks: list[dict]) -> list[dict]:
+    """Re-split one round's micro-batches so that plain rows and hint rows sit in separate micro-batches where the
+    sizes allow, then trim each micro-batch's prompt padding.
+
+    Why: TRL pads a whole round to its longest prompt. Hint prompts (question + candidates) are many times longer
+    than plain ones, so a plain row sharing a micro-batch with a hint row pays for the hint's length in every
+    forward and backward pass. Ordering rows (plain first, the order inside each kind kept from TRL's shuffle)
+    before splitting bounds that cost to at most one mixed micro-batch. Micro-batch sizes are unchanged, so every
+    process still runs the same number of equal-sized steps.
+    """
+    if len(chunks) == 0 or HINT_FLAG not in chunks[0]:
+        return chunks
+    full = {}
+    for key, value in chunks[0].items():
+        if isinstance(value, torch.Tensor) and value.ndim > 0:
+            full[key] = torch.cat([c[key] for c in chunks])
+        else:
+            full[key] = value  # 0-dim (num_items_in_batch) or None: identical in every chunk
+    order = torch.argsort(full[HINT_FLAG].to(torch.int8), stable=True)
+    full = take_rows(full, order)
+    size = _num_rows(full) // len(chunks)
+    return [
+        trim_prompt_padding(take_rows(full, torch.arange(i * size, (i + 1) * size))) for i in range(len(chunks))
+    ]

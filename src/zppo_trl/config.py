@@ -1,0 +1,177 @@
+"""`ZPPOConfig`: GRPOConfig plus the ZPPO fields. Only the new fields live here; see `trl.GRPOConfig` for the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from .advantages import ADVANTAGE_ESTIMATORS
+from .prompts import ANSWER_FORMAT_INSTRUCTION
+
+
+@dataclass
+class ZPPOConfig(GRPOConfig):
+    r"""
+    Configuration class for [`ZPPOTrainer`] (ZPPO, "Teacher in Prompts, Not Gradients", arXiv 2606.18216).
+
+    This class holds only the ZPPO-specific parameters; every [`trl.GRPOConfig`] parameter works as in TRL.
+    Defaults are the paper's (Tab. 8, App. C); "ours" marks choices the paper leaves open.
+
+    Parameters:
+        > Parameters that control the replay buffer
+
+        hard_threshold (`float`, *optional*, defaults to `0.5`):
+            τ: a question whose plain-rollout accuracy is below it is admitted to the buffer; a buffered question
+            graduates when a later plain visit reaches it.
+        replay_ratio (`float`, *optional*, defaults to `0.25`):
+            Buffered questions replayed per round, as a fraction of the new prompts N (uniform draw, added to them).
+        replay_capacity (`int`, *optional*, defaults to `10000`):
+            Maximum number of questions in the buffer; the oldest is evicted beyond it (FIFO).
+
+        > Parameters that control the hint prompts (BCQ / NCQ)
+
+        hint_ratio (`float`, *optional*, defaults to `0.25`):
+            At most this fraction of N hint prompts per round, for the hardest questions of the round.
+        use_bcq (`bool`, *optional*, defaults to `True`):
+            Build binary-choice prompts (one correct teacher candidate, one wrong student candidate).
+        use_ncq (`bool`, *optional*, defaults to `True`):
+            Build negative-choice prompts (the wrong answers and reasoning of the student).
+        candidate_max_tokens (`int`, *optional*, defaults to `512`):
+            Token budget of one candidate inside a hint prompt; longer ones keep their head and final answer.
+        hint_prompt_max_tokens (`int`, *optional*, defaults to `4096`):
+            Token budget of a whole hint prompt (question + candidates); the paper's maximum prompt length.
+        answer_format_instruction (`str`, *optional*):
+            Sentence appended to every plain and hint prompt (and at evaluation); `None` appends nothing. The
+            paper's sentence is `zppo_trl.ANSWER_FORMAT_INSTRUCTION`; pass `"paper"` to use it.
+
+        > Parameters that control the teacher
+
+        teacher_column (`str`, *optional*):
+            Dataset column with a reference solution per question, used as the correct BCQ candidate (trusted, not
+            re-scored). A `teacher=` callable passed to the trainer takes precedence.
+
+        > Parameters that control correctness and advantages
+
+        correctness_reward (`str`, *optional*):
+            Name (function `__name__`) or index of the reward function that decides correctness; the first one by
+            default. Only it drives the buffer and the choice of wrong candidates.
+        correct_threshold (`float`, *optional*, defaults to `0.5`):
+            A rollout is correct when the correctness reward is `>=` this value.
+        advantage_estimator (`str`, *optional*, defaults to `"zppo"`):
+            `"zppo"`: the paper's "Norm w/o Zero" (group-centred, then normalised over the non-trivial groups of
+            the round; trivial groups get 0). `"grpo"`: TRL's own estimator (`scale_rewards` etc. apply).
+
+    NOTE: the only GRPOConfig default changed is `epsilon_high=0.28` (paper clip range (0.20, 0.28)). The paper's
+    full recipe, to set explicitly when you want it: `steps_per_generation=4` (4 updates per rollout step),
+    `learning_rate=1e-6` (constant, `lr_scheduler_type="constant"`), `weight_decay=0.1`, `max_grad_norm=1.0`,
+    `bf16=True`, `temperature=1.0`, `top_p=1.0`, `num_generations=8`, `beta=0.0` (no KL), `loss_type="dapo"`
+    (token-level), `num_iterations=1`, `max_completion_length=12288`, 384 new prompts per rollout step.
+    Dynamic sampling must stay off: it would discard exactly the all-wrong groups ZPPO exists for.
+    """
+
+    hard_threshold: float = field(
+        default=0.5,
+        metadata={"help": "τ: questions with plain accuracy below it enter the buffer and graduate on reaching it."},
+    )
+    replay_ratio: float = field(
+        default=0.25,
+        metadata={"help": "Buffered questions replayed per round, as a fraction of the new prompts (uniform draw)."},
+    )
+    replay_capacity: int = field(
+        default=10_000,
+        metadata={"help": "Maximum number of questions in the replay buffer; the oldest is evicted beyond it."},
+    )
+    hint_ratio: float = field(
+        default=0.25,
+        metadata={"help": "At most this fraction of the new prompts are added as BCQ/NCQ hint prompts per round."},
+    )
+    use_bcq: bool = field(
+        default=True,
+        metadata={"help": "Build binary-choice hint prompts: one correct teacher and one wrong student candidate."},
+    )
+    use_ncq: bool = field(
+        default=True,
+        metadata={"help": "Build negative-choice hint prompts: the student's wrong answers and reasoning."},
+    )
+    candidate_max_tokens: int = field(
+        default=512,
+        metadata={"help": "Token budget of one candidate in a hint prompt; the head and final answer are kept."},
+    )
+    hint_prompt_max_tokens: int = field(
+        default=4096,
+        metadata={"help": "Token budget of a whole hint prompt (question plus candidates)."},
+    )
+    answer_format_instruction: str | None = field(
+        default=None,
+        metadata={
+            "help": "Sentence appended to every plain and hint prompt and at evaluation; 'paper' uses the paper's "
+            "<think>/\\boxed{} instruction, None appends nothing."
+        },
+    )
+    teacher_column: str | None = field(
+        default=None,
+        metadata={"help": "Dataset column holding a reference solution per question, used as the BCQ candidate."},
+    )
+    correctness_reward: str | None = field(
+        default=None,
+        metadata={"help": "Name or index of the reward function that decides correctness (default: the first)."},
+    )
+    correct_threshold: float = field(
+        default=0.5,
+        metadata={"help": "A rollout is correct when the correctness reward is at least this value."},
+    )
+    advantage_estimator: str = field(
+        default="zppo",
+        metadata={
+            "help": "Advantage estimator: 'zppo' (paper's Norm w/o Zero) or 'grpo' (TRL's own).",
+            "choices": list(ADVANTAGE_ESTIMATORS),
+        },
+    )
+    epsilon_high: float | None = field(
+        default=0.28,
+        metadata={"help": "Upper clip epsilon; ZPPO uses the paper's 0.28 (clip range 0.20, 0.28)."},
+    )
+
+    def __post_init__(self):
+        # Checked before GRPOConfig's own checks so that the message names the field (TRL's does not).
+        if self.num_generations is not None and self.num_generations < 2:
+            raise ValueError(
+                f"`num_generations` must be >= 2, got {self.num_generations}: a group of one rollout has no baseline "
+                "and never tells hard from easy. Use 8 (paper default) or at least 2."
+            )
+        _check_range("hard_threshold", self.hard_threshold, 0.0, 1.0, low_open=True, fix="Use 0.5 (paper default).")
+        _check_range("correct_threshold", self.correct_threshold, None, None, fix="Use 0.5 for 0/1 rewards.")
+        for name in ("replay_ratio", "hint_ratio"):
+            _check_range(name, getattr(self, name), 0.0, None, fix="Use 0.25 (paper default) or 0 to turn it off.")
+        for name in ("replay_capacity", "candidate_max_tokens", "hint_prompt_max_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}. Keep the default or raise it.")
+        if self.candidate_max_tokens > self.hint_prompt_max_tokens:
+            raise ValueError(
+                f"`candidate_max_tokens` ({self.candidate_max_tokens}) must not exceed `hint_prompt_max_tokens` "
+                f"({self.hint_prompt_max_tokens}). Lower the first or raise the second."
+            )
+        if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
+            raise ValueError(
+                f"`advantage_estimator` must be one of {ADVANTAGE_ESTIMATORS}, got {self.advantage_estimator!r}."
+            )
+        if self.answer_format_instruction is not None and self.answer_format_instruction.strip().lower() == "paper":
+            self.answer_format_instruction = ANSWER_FORMAT_INSTRUCTION
+        if self.teacher_column is not None and not self.teacher_column.strip():
+            raise ValueError("`teacher_column` is an empty string. Name a dataset column, or leave it None.")
+        super().__post_init__()
+
+
+def _check_range(name, value, low, high, low_open=False, fix=""):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN fails
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low}, "
+        hi = "" if high is None else f"{high}]"
+        rule = f"in {lo}{hi or 'inf)'}" if lo else "a number"
+        raise ValueError(f"`{name}` must be {rule}, got {value!r}. {fix}".strip())

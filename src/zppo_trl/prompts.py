@@ -1,0 +1,251 @@
+"""Hint-augmented prompts: BCQ and NCQ (paper App. D.1, Figs. 8, 16–18). Pure strings in, strings out.
+
+- **BCQ** (binary-choice question): the question, then two anonymised candidates in a seeded random order, one
+  correct (teacher) and one wrong (student).
+- **NCQ** (negative-choice question): the question, the deduplicated wrong final answers ("all WRONG") and the wrong
+  reasoning traces.
+
+Every candidate is *sanitised* (text that looks like the template's own tags or sentences, or like a chat special
+token, is neutralised so that it cannot change the prompt's structure) and *cut* to a token budget keeping its head
+and its final answer (ours: the middle is replaced by `TRUNCATION_MARK`). The templates are module constants and
+can be overridden per call.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+BCQ_TEMPLATE = (
+    "Here are two candidate responses in <candidate> </candidate> tags to the question above. One is correct and "
+    "another is wrong. Use these as references to help you solve the problem."
+)
+NCQ_TEMPLATE = (
+    "The following answers are all WRONG: {answers}. Below are the incorrect reasoning processes in "
+    "<candidate> </candidate> tags."
+)
+NCQ_NO_ANSWER = "(no final answer given)"  # ours: used when no wrong rollout had a parsable \boxed{} answer
+ANSWER_FORMAT_INSTRUCTION = (
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. The "
+    "reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
+)
+COMPRESSION_TEMPLATE = (
+    "Compress the response below into a summary (in 5 lines max). Rules:\n"
+    "• Response is in <response>...</response> tags\n"
+    "• Summary should be in <summary>...</summary> tags and should be in 5 lines max\n"
+    "• Keep ONLY the essential reasoning steps and the final answer\n"
+    "• Remove ALL exploratory text, self-corrections, retries, and filler\n"
+    "• Do NOT re-derive or add new information\n"
+    "• End with the final answer in \\boxed{{}} format <response>\n{candidate} </response>"
+)
+CANDIDATE_OPEN, CANDIDATE_CLOSE = "<candidate>", "</candidate>"
+TRUNCATION_MARK = "\n[...]\n"
+
+# A token counter: text -> number of tokens. The trainer passes one built from its tokenizer.
+TokenCounter = Callable[[str], int]
+
+
+def _default_counter(text: str) -> int:
+    # Without a tokenizer, assume ~4 characters per token (a common rule of thumb for English/LaTeX).
+    return (len(text) + 3) // 4
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# answers
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` in `text`, with nested braces balanced; None if there is none or it is
+    unterminated (a truncated completion)."""
+    start = text.rfind("\\boxed{")
+    while start != -1:
+        i, depth = start + len("\\boxed{"), 1
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            return text[start + len("\\boxed{") : i - 1].strip()
+        start = text.rfind("\\boxed{", 0, start)  # unterminated: try an earlier one
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# sanitising and cutting candidates
+
+_SPECIAL_TOKEN = re.compile(r"<\|([^|<>]{0,64})\|>")
+_TAG = re.compile(r"<\s*(/?)\s*candidate\s*>", re.IGNORECASE)
+
+
+def _template_sentences(*templates: str) -> list[str]:
+    sentences = []
+    for template in templates:
+        for sentence in re.split(r"(?<=[.:])\s+", template):
+            sentence = sentence.split("{")[0].strip()  # the fixed part before a placeholder
+            if len(sentence) >= 20:
+                sentences.append(sentence)
+    return sentences
+
+
+def sanitize_candidate(text: str, templates: Sequence[str] = (BCQ_TEMPLATE, NCQ_TEMPLATE)) -> str:
+    """Neutralise everything in a candidate (or question) that could pose as prompt structure.
+
+    - `<candidate>` / `</candidate>` (any case or spacing) become `[candidate]` / `[/candidate]`;
+    - sentences of the templates are cut to a "[quoted]" stub, so a candidate cannot announce new candidates;
+    - chat special tokens such as `<|im_end|>` become `<| im_end |>`, which no tokenizer maps to a special token.
+    """
+    text = _TAG.sub(lambda m: f"[{m.group(1)}candidate]", text)
+    for sentence in _template_sentences(*templates):
+        text = re.sub(re.escape(sentence), "[quoted]", text, flags=re.IGNORECASE)
+    return _SPECIAL_TOKEN.sub(lambda m: f"<| {m.group(1).strip()} |>", text)
+
+
+def truncate_keep_answer(text: str, max_tokens: int, count_tokens: TokenCounter = _default_counter) -> str:
+    """Cut `text` to at most `max_tokens` tokens, keeping its head and its tail (where the final answer is).
+
+    Ours (the paper compresses with the teacher model instead): the last `\\boxed{}` and what follows it are kept
+    whole when they fit in half of the budget; the rest of the budget goes to the head. The middle is replaced by
+    `TRUNCATION_MARK`. Token counts are measured with `count_tokens`, so the result fits the real tokenizer.
+    """
+    if count_tokens(text) <= max_tokens:
+        return text
+    budget = max_tokens - count_tokens(TRUNCATION_MARK)
+    if budget <= 0:
+        return ""
+    box = text.rfind("\\boxed{")
+    tail = text[box:] if box != -1 else ""
+    if not tail or count_tokens(tail) > budget // 2:
+        tail = _take_tail(text, budget // 2, count_tokens)
+    head = _take_head(text[: len(text) - len(tail)], budget - count_tokens(tail), count_tokens)
+    out = head + TRUNCATION_MARK + tail
+    # token counts of concatenations can exceed the sum of the parts by a token or two at the seams
+    while count_tokens(out) > max_tokens and head:
+        head = head[: max(0, len(head) - max(1, len(head) // 10))]
+        out = head + TRUNCATION_MARK + tail
+    return out if count_tokens(out) <= max_tokens else _take_tail(text, max_tokens, count_tokens)
+
+
+def _take_head(text: str, max_tokens: int, count_tokens: TokenCounter) -> str:
+    lo, hi = 0, len(text)  # binary search on characters: the longest prefix that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if count_tokens(text[:mid]) <= max_tokens else (lo, mid - 1)
+    return text[:lo]
+
+
+def _take_tail(text: str, max_tokens: int, count_tokens: TokenCounter) -> str:
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if count_tokens(text[len(text) - mid :]) <= max_tokens else (lo, mid - 1)
+    return text[len(text) - lo :] if lo else ""
+
+
+def _candidate_blocks(candidates: Sequence[str]) -> str:
+    return "\n".join(f"{CANDIDATE_OPEN}\n{c}\n{CANDIDATE_CLOSE}" for c in candidates)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the two hint formats
+
+
+def build_bcq_hint(
+    correct: str,
+    wrong: str,
+    rng: random.Random,
+    max_candidate_tokens: int = 512,
+    count_tokens: TokenCounter = _default_counter,
+    template: str = BCQ_TEMPLATE,
+) -> str:
+    """The BCQ text appended after the question: the template sentence and two candidates in random order.
+
+    The candidates are anonymised (no labels: only their order, drawn from `rng`, differs) and each is sanitised and
+    cut to `max_candidate_tokens`.
+    """
+    pair = [_clean(correct, max_candidate_tokens, count_tokens), _clean(wrong, max_candidate_tokens, count_tokens)]
+    rng.shuffle(pair)
+    return f"{template}\n{_candidate_blocks(pair)}"
+
+
+def build_ncq_hint(
+    wrong_rollouts: Sequence[str],
+    max_candidate_tokens: int = 512,
+    max_hint_tokens: int | None = None,
+    count_tokens: TokenCounter = _default_counter,
+    template: str = NCQ_TEMPLATE,
+) -> str:
+    """The NCQ text appended after the question: the deduplicated wrong boxed answers and the wrong traces.
+
+    Ours: rollouts with no parsable (or a truncated) `\\boxed{}` add no answer to the list but still appear as a
+    trace; identical traces are listed once; traces are added in the given order while the whole hint fits
+    `max_hint_tokens` (at least one trace is always kept, cut to fit).
+    """
+    answers: list[str] = []
+    for text in wrong_rollouts:
+        answer = extract_boxed(text)
+        if answer is not None:
+            answer = sanitize_candidate(answer)
+            if answer not in answers:
+                answers.append(answer)
+    answer_list = ", ".join(f"\\boxed{{{a}}}" for a in answers) if answers else NCQ_NO_ANSWER
+    header = template.format(answers=answer_list)
+    traces: list[str] = []
+    for text in dict.fromkeys(wrong_rollouts):  # ordered dedupe
+        trace = _clean(text, max_candidate_tokens, count_tokens)
+        candidate_text = f"{header}\n{_candidate_blocks([*traces, trace])}"
+        if max_hint_tokens is not None and traces and count_tokens(candidate_text) > max_hint_tokens:
+            break
+        traces.append(trace)
+    if max_hint_tokens is not None and len(traces) == 1:
+        room = max_hint_tokens - count_tokens(f"{header}\n{_candidate_blocks([''])}")
+        traces = [truncate_keep_answer(traces[0], max(room, 0), count_tokens)]
+    return f"{header}\n{_candidate_blocks(traces)}"
+
+
+def _clean(text: str, max_tokens: int, count_tokens: TokenCounter) -> str:
+    return truncate_keep_answer(sanitize_candidate(text.strip()), max_tokens, count_tokens)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# attaching text to a prompt (plain string or chat messages)
+
+
+def append_to_prompt(prompt: Any, text: str | None, separator: str = "\n\n") -> Any:
+    """Return a copy of `prompt` with `text` appended to its end: to the string, or to the content of the last user
+    message of a chat prompt (a list of `{"role", "content"}` dicts). `None` or empty `text` returns it unchanged."""
+    if not text:
+        return prompt
+    if isinstance(prompt, str):
+        return f"{prompt}{separator}{text}"
+    messages = [dict(m) for m in prompt]
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message["content"]
+            if isinstance(content, str):
+                message["content"] = f"{content}{separator}{text}"
+            else:  # list of content blocks (multimodal style): add a text block
+                message["content"] = [*content, {"type": "text", "text": text}]
+            return messages
+    raise ValueError("cannot attach a hint: the chat prompt has no message with role 'user'.")
+
+
+def prompt_text(prompt: Any) -> str:
+    """The text of a prompt for token counting: the string, or all message contents joined."""
+    if isinstance(prompt, str):
+        return prompt
+    parts = []
+    for message in prompt:
+        content = message.get("content", "")
+        if isinstance(content, str):
+            parts.append(content)
+        else:
+            parts.extend(block.get("text", "") for block in content if isinstance(block, dict))
+    return "\n".join(parts)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a string, or `[{"role": "assistant", "content": ...}]`."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") or "" for m in completion if isinstance(m, dict))

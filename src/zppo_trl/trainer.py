@@ -1,0 +1,523 @@
+"""`ZPPOTrainer`: TRL's GRPOTrainer with a hard-question replay buffer and BCQ/NCQ hint prompts.
+
+The trainer is a thin seam over `trl.GRPOTrainer`. Each wrapped method calls `super()`; no TRL method body is
+copied:
+
+- `_generate_and_score_completions`: one generation round = TRL's pass over the new prompts plus the replayed
+  ones (decided here, at generation time, from the latest buffer), the buffer update from those plain rollouts,
+  then a second TRL pass over the hint prompts of the round's hardest questions; the two outputs are joined and,
+  with `advantage_estimator="zppo"`, given the paper's advantages.
+- `_generate` / `_calculate_rewards`: only remember the decoded completions and the gathered rewards.
+- `_prepare_inputs`: after TRL splits a round into micro-batches, re-split it so hint rows (long prompts) do not
+  pad plain rows, see `batching.regroup_micro_batches`.
+- `_save_checkpoint` / `_load_optimizer_and_scheduler` / `train`: save and restore the buffer state.
+- `log`: running totals are logged as their latest value, not averaged.
+
+Every process holds the same buffer: it is updated only from gathered (identical) rewards, and every random choice
+is drawn from `random.Random` seeded by `(args.seed, round)`; a teacher is called on the main process and its
+answer broadcast.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from accelerate.utils import broadcast_object_list, gather_object
+from datasets import Dataset, IterableDataset
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from trl import GRPOTrainer
+
+from .advantages import zppo_advantages
+from .batching import HINT_FLAG, concat_rollout_batches, regroup_micro_batches
+from .buffer import STATE_FILE_NAME, BufferStateError, HardQuestionBuffer, read_state_file, write_state_file
+from .config import ZPPOConfig
+from .prompts import BCQ_TEMPLATE, append_to_prompt, build_bcq_hint, build_ncq_hint, completion_text, prompt_text
+from .replay import (
+    HardVisit,
+    fit_to_unit,
+    group_unit,
+    plan_hints,
+    rank_hard,
+    ratio_count,
+    replay_count,
+    round_rng,
+    sample_replay,
+)
+from .teachers import resolve_teacher, solutions_for
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("plain", "replay", "bcq", "ncq")
+# reward-function parameters TRL fills itself; any other required parameter must be a dataset column
+_TRL_REWARD_KWARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric",
+                      "environments", "kwargs", "args", "prompt_id", "zppo_kind"}  # fmt: skip
+
+
+class ZPPOTrainer(GRPOTrainer):
+    """Trainer for ZPPO, "Zone of Proximal Policy Optimization: Teacher in Prompts, Not Gradients" (arXiv 2606.18216).
+
+    Takes everything `trl.GRPOTrainer` takes, with a [`ZPPOConfig`], plus:
+
+    Args:
+        teacher (`Callable[[list[dict]], list[list[str]]]`, *optional*):
+            Called with the dataset rows of a round's hardest questions; returns per row a list of correct solutions
+            (strings) for BCQ prompts. Defaults to the `teacher_column` of the config; with neither, only NCQ
+            prompts are built. A teacher that fails for a question leaves that question NCQ only.
+
+    Attributes:
+        replay_buffer (`HardQuestionBuffer`): the hard questions, identical on every process.
+
+    The dataset must be a map-style `datasets.Dataset` with a `prompt` column; questions are identified by its
+    `prompt_id` column (unique int or str) or, when it has none, by their row index (added as `prompt_id`). Every row
+    a reward function sees carries the dataset columns plus `zppo_kind` in `("plain", "replay", "bcq", "ncq")`.
+    """
+
+    _tag_names = ["trl", "grpo", "zppo"]
+    _name = "ZPPO"
+
+    def __init__(
+        self,
+        model,
+        reward_funcs=None,
+        args: ZPPOConfig | None = None,
+        train_dataset: Dataset | None = None,
+        eval_dataset=None,
+        processing_class=None,
+        teacher=None,
+        **kwargs,
+    ):
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = ZPPOConfig(f"{str(name).split('/')[-1] or 'model'}-ZPPO")
+        elif not isinstance(args, ZPPOConfig):
+            raise TypeError(
+                f"`args` must be a ZPPOConfig, got {type(args).__name__}. Build it with ZPPOConfig(...) and the same "
+                "arguments: every GRPOConfig field is accepted."
+            )
+        reward_list = reward_funcs if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+        if reward_funcs is None or not [f for f in reward_list if f is not None]:
+            raise ValueError(
+                "`reward_funcs` is empty: ZPPO needs at least one reward function to tell correct rollouts from wrong "
+                "ones. Pass e.g. reward_funcs=zppo_trl.rewards.boxed_accuracy_reward."
+            )
+        if args.remove_unused_columns:
+            raise ValueError(
+                "`remove_unused_columns=True` would drop the `prompt_id` and answer columns ZPPO needs. Set "
+                "remove_unused_columns=False (the GRPOConfig default)."
+            )
+        train_dataset = _prepare_train_dataset(train_dataset, args, reward_list)
+        self.teacher = resolve_teacher(teacher, args.teacher_column)
+
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+
+        self._correctness_index = _resolve_correctness(args.correctness_reward, self.reward_func_names)
+        self.replay_buffer = HardQuestionBuffer(capacity=args.replay_capacity, hard_threshold=args.hard_threshold)
+        self._row_index = {pid: i for i, pid in enumerate(self.train_dataset["prompt_id"])}
+        self._zppo_round = 0  # generation rounds done; seeds every random choice, saved with the buffer
+        self._teacher_warned = False
+        self._last_completions: list = []
+        self._last_rewards_per_func: torch.Tensor | None = None
+        _warn_if_checkpoints_split_rounds(args)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # stashes: remember what TRL computed, change nothing
+
+    def _generate(self, prompts: list):
+        result = super()._generate(prompts)
+        self._last_completions = result[3]  # decoded completions of this process, in row order
+        return result
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards_per_func = rewards  # gathered: (all processes' rows, n_funcs), identical on every rank
+        return rewards
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # one generation round
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        if not self.model.training:  # evaluation: same prompt format, no buffer, no hints
+            return super()._generate_and_score_completions([self._as_model_input(r, "plain") for r in inputs])
+
+        G, args = self.num_generations, self.args
+        unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
+
+        # 1. plain groups = new prompts (TRL's sampler, global order) + replays drawn now from the latest buffer
+        new_groups = gather_object(inputs)[::G]
+        num_new = len(new_groups)
+        replay_ids = sample_replay(
+            self.replay_buffer.ids(),
+            replay_count(args.replay_ratio, num_new, len(self.replay_buffer), unit),
+            args.seed,
+            self._zppo_round,
+            exclude={row["prompt_id"] for row in new_groups},
+        )
+        plain_groups = [self._as_model_input(r, "plain") for r in new_groups]
+        plain_groups += [self._as_model_input(self._dataset_row(pid), "replay") for pid in replay_ids]
+        output = super()._generate_and_score_completions(self._local_rows(plain_groups))
+        plain_rewards = self._last_rewards_per_func
+        visits = self._visits(new_groups + [self._dataset_row(pid) for pid in replay_ids], plain_rewards)
+
+        # 2. the buffer learns from plain rollouts only
+        before = self.replay_buffer.counters()
+        for v in visits:
+            self.replay_buffer.visit(v.prompt_id, v.correct, v.scored, self._zppo_round)
+
+        # 3. hint prompts for the round's hardest questions, rolled out as their own groups
+        plan, teacher_failures = self._plan_hints(visits, num_new, unit)
+        hint_rewards = None
+        output[HINT_FLAG] = torch.zeros(output["advantages"].shape[0], dtype=torch.bool, device=output["advantages"].device)
+        if plan:
+            hint_groups = [row for _, row in plan]
+            hint_output = self._hint_pass(hint_groups)
+            hint_rewards = self._last_rewards_per_func
+            hint_output[HINT_FLAG] = torch.ones_like(hint_output["advantages"], dtype=torch.bool)
+            output = concat_rollout_batches(output, hint_output, self._tokenizer.pad_token_id)
+
+        # 4. advantages over the whole round (plain and hint groups together)
+        if args.advantage_estimator == "zppo":
+            output["advantages"] = self._zppo_local_advantages([plain_rewards, hint_rewards])
+
+        self._log_round(before, len(replay_ids), plan, hint_rewards, teacher_failures)
+        self._zppo_round += 1
+        return output
+
+    def _as_model_input(self, row: dict, kind: str) -> dict:
+        """A copy of a dataset row as the student sees it: the answer-format instruction appended, `zppo_kind` set."""
+        row = dict(row)
+        row["prompt"] = append_to_prompt(row["prompt"], self.args.answer_format_instruction)
+        row["zppo_kind"] = kind
+        return row
+
+    def _dataset_row(self, prompt_id) -> dict:
+        return dict(self.train_dataset[self._row_index[prompt_id]])
+
+    def _local_rows(self, groups: Sequence[dict]) -> list[dict]:
+        """This process's contiguous share of the round: each group repeated G times, split evenly in rank order
+        (the order `gather` reassembles, so rewards line up with groups)."""
+        rows = [dict(group) for group in groups for _ in range(self.num_generations)]
+        P, p = self.accelerator.num_processes, self.accelerator.process_index
+        per_process = len(rows) // P
+        assert per_process * P == len(rows) and per_process % self.args.steps_per_generation == 0, (
+            f"round of {len(rows)} rows cannot be split over {P} processes x {self.args.steps_per_generation} "
+            "micro-batches; please report this as a zppo_trl bug"
+        )
+        return rows[p * per_process : (p + 1) * per_process]
+
+    def _correct_and_scored(self, rewards_per_func: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per rollout: is it correct, and could it be scored at all (the correctness reward was not None/NaN)."""
+        values = rewards_per_func[:, self._correctness_index]
+        scored = ~torch.isnan(values)
+        return (values >= self.args.correct_threshold) & scored, scored
+
+    def _visits(self, rows: Sequence[dict], rewards_per_func: torch.Tensor) -> list[HardVisit]:
+        G = self.num_generations
+        correct, scored = (t.view(-1, G).cpu() for t in self._correct_and_scored(rewards_per_func))
+        completions = gather_object(self._last_completions)
+        visits = []
+        for g, row in enumerate(rows):
+            wrong = [
+                completion_text(completions[g * G + i]) for i in range(G) if scored[g, i] and not correct[g, i]
+            ]
+            visits.append(
+                HardVisit(row["prompt_id"], g, int(correct[g].sum()), int(scored[g].sum()), row, wrong)
+            )
+        return visits
+
+    def _plan_hints(self, visits: list[HardVisit], num_new: int, unit: int) -> tuple[list[tuple[str, dict]], int]:
+        """The round's hint prompts, identical on every process: `[(kind, model-input row), ...]`."""
+        args = self.args
+        slots = ratio_count(args.hint_ratio, num_new)
+        if slots == 0 or not (args.use_bcq or args.use_ncq):
+            return [], 0
+        ranked = rank_hard(visits, args.hard_threshold)[:slots]  # each question takes at least one slot
+        solutions, failures = [[] for _ in ranked], 0
+        if args.use_bcq and ranked:
+            solutions, failures = self._teacher_solutions([v.row for v in ranked])
+        plan = plan_hints(ranked, [bool(s) for s in solutions], slots, args.use_bcq, args.use_ncq)
+        by_id = {v.prompt_id: s for v, s in zip(ranked, solutions)}
+        rows = []
+        for kind, visit in plan:
+            row = self._hint_row(kind, visit, by_id[visit.prompt_id])
+            if row is not None:
+                rows.append((kind, row))
+        return fit_to_unit(rows, unit), failures
+
+    def _teacher_solutions(self, rows: list[dict]) -> tuple[list[list[str]], int]:
+        # one call on the main process, broadcast: a sampling or remote teacher cannot make ranks disagree
+        box = [None]
+        if self.accelerator.is_main_process:
+            box = [solutions_for(self.teacher, rows)]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(box, from_process=0)
+        solutions, failures, error = box[0]
+        if error and not self._teacher_warned:
+            warnings.warn(f"ZPPO teacher fault, the questions concerned get NCQ prompts only: {error}", stacklevel=2)
+            self._teacher_warned = True
+        return solutions, failures
+
+    def _hint_row(self, kind: str, visit: HardVisit, solutions: list[str]) -> dict | None:
+        """Build one BCQ or NCQ model-input row (see `prompts.py`) within `hint_prompt_max_tokens`."""
+        args, count = self.args, self._count_tokens
+        question = visit.row["prompt"]
+        room = args.hint_prompt_max_tokens - count(prompt_text(question))
+        room -= count(args.answer_format_instruction) if args.answer_format_instruction else 0
+        rng = round_rng(args.seed, self._zppo_round, kind, visit.prompt_id)
+        if kind == "bcq":
+            per_candidate = min(args.candidate_max_tokens, (room - count(BCQ_TEMPLATE) - 16) // 2)
+            if per_candidate < 16:
+                return None  # the question alone nearly fills the budget: no useful BCQ fits
+            hint = build_bcq_hint(rng.choice(solutions), rng.choice(visit.wrong_completions), rng, per_candidate, count)
+        else:
+            if room < 32:
+                return None
+            hint = build_ncq_hint(visit.wrong_completions, args.candidate_max_tokens, room - 8, count)
+        row = dict(visit.row)
+        row["prompt"] = append_to_prompt(question, hint)
+        return self._as_model_input(row, kind)
+
+    def _count_tokens(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _hint_pass(self, hint_groups: list[dict]) -> dict:
+        """TRL's rollout on the hint rows. Its metrics move to `zppo/hint/*` and its rows stay out of the completions
+        table, so `reward`, `completions/*` and the table keep describing plain rollouts."""
+        metrics = self._metrics["train"]
+        sizes = {k: len(v) for k, v in metrics.items()}
+        logs, self._logs = self._logs, _empty_logs_like(self._logs)
+        try:
+            hint_output = super()._generate_and_score_completions(self._local_rows(hint_groups))
+        finally:
+            self._logs = logs
+        for key in list(metrics):
+            if key.startswith("zppo/"):
+                continue
+            new = metrics[key][sizes.get(key, 0) :]
+            if new and key != "num_tokens":
+                del metrics[key][sizes.get(key, 0) :]
+                metrics[f"zppo/hint/{key}"].extend(new)
+        return hint_output
+
+    def _zppo_local_advantages(self, round_rewards: list[torch.Tensor | None]) -> torch.Tensor:
+        """Paper advantages over all groups of the round; returns this process's rows (plain rows, then hint rows,
+        matching the joined output)."""
+        weights = self.reward_weights.to(round_rewards[0].device)
+        parts, local = [], []
+        for rewards_per_func in round_rewards:
+            if rewards_per_func is None:
+                continue
+            rewards = (rewards_per_func * weights).nansum(dim=1)
+            rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable rows stay out of statistics
+            parts.append(rewards)
+        advantages = zppo_advantages(torch.cat(parts), self.num_generations)
+        P, p, start = self.accelerator.num_processes, self.accelerator.process_index, 0
+        for rewards in parts:
+            per_process = len(rewards) // P
+            local.append(advantages[start + p * per_process : start + (p + 1) * per_process])
+            start += len(rewards)
+        return torch.cat(local)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # micro-batches, logging, checkpoints
+
+    def _prepare_inputs(self, generation_batch):
+        generating = self.model.training and (
+            self._step % (self.args.steps_per_generation * self.num_iterations) == 0 or self._buffered_inputs is None
+        )
+        inputs = super()._prepare_inputs(generation_batch)
+        if generating:
+            self._buffered_inputs = regroup_micro_batches(self._buffered_inputs)
+            inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]
+        return inputs
+
+    def _log_round(self, before, replayed, plan, hint_rewards, teacher_failures):
+        metrics, buf = self._metrics["train"], self.replay_buffer
+        after = buf.counters()
+        for key in ("admitted", "graduated", "evicted"):
+            metrics[f"zppo/{key}"].append(float(after[key] - before[key]))
+        kinds = [kind for kind, _ in plan]
+        metrics["zppo/replayed"].append(float(replayed))
+        metrics["zppo/bcq_prompts"].append(float(kinds.count("bcq")))
+        metrics["zppo/ncq_prompts"].append(float(kinds.count("ncq")))
+        metrics["zppo/teacher_failures"].append(float(teacher_failures))
+        for kind in ("bcq", "ncq"):
+            metrics[f"zppo/{kind}_accuracy"].append(self._hint_accuracy(kinds, hint_rewards, kind))
+        metrics["zppo/buffer_size"].append(float(len(buf)))
+        for key, value in after.items():
+            metrics[f"zppo/total_{key}"].append(float(value))
+        for k in range(self.num_generations + 1):
+            if k / self.num_generations < self.args.hard_threshold:
+                metrics[f"zppo/total_admitted_bin_{k}"].append(float(buf.admitted_by_bin.get(k, 0)))
+                metrics[f"zppo/total_graduated_bin_{k}"].append(float(buf.graduated_by_bin.get(k, 0)))
+
+    def _hint_accuracy(self, kinds: list[str], hint_rewards, kind: str) -> float:
+        if hint_rewards is None or kind not in kinds:
+            return float("nan")  # TRL's log() skips NaN: no such prompts this round
+        correct, scored = (t.view(-1, self.num_generations) for t in self._correct_and_scored(hint_rewards))
+        rows = torch.tensor([k == kind for k in kinds], device=correct.device)
+        n = scored[rows].sum()
+        return float(correct[rows].sum() / n) if n > 0 else float("nan")
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # TRL averages each metric over the logging window; running totals and the buffer size are gauges, so keep
+        # their latest value (per-round counts stay averaged: a mean per round over the window).
+        for key, values in self._metrics["train"].items():
+            if values and (key.startswith("zppo/total_") or key == "zppo/buffer_size"):
+                del values[:-1]
+        super().log(logs, start_time)
+
+    def zppo_state(self) -> dict:
+        return {"buffer": self.replay_buffer.state_dict(), "round": self._zppo_round,
+                "global_step": self.state.global_step}  # fmt: skip
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            write_state_file(os.path.join(folder, STATE_FILE_NAME), self.zppo_state())
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            self.load_zppo_state(checkpoint)
+
+    def load_zppo_state(self, checkpoint: str) -> None:
+        """Restore the buffer and round counter from `checkpoint/zppo_buffer_state.json`; raise a `BufferStateError`
+        that names the file and the fix (and change nothing) when it is missing, corrupted or does not match."""
+        path = os.path.join(checkpoint, STATE_FILE_NAME)
+        if not os.path.exists(path):
+            raise BufferStateError(
+                f"{path} is missing: the checkpoint was not written by ZPPOTrainer, or its write was interrupted "
+                "(the buffer state is written last). Resume from an earlier checkpoint, or delete this one."
+            )
+        payload = read_state_file(path)
+        step = os.path.basename(os.path.normpath(checkpoint)).removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if step.isdigit() and payload.get("global_step") != int(step):
+            raise BufferStateError(
+                f"{path} was saved at step {payload.get('global_step')} but sits in the checkpoint of step {step}. "
+                "Resume from a checkpoint whose files belong together."
+            )
+        if not isinstance(payload.get("round"), int) or payload["round"] < 0:
+            raise BufferStateError(f"{path} holds round={payload.get('round')!r}, expected a non-negative integer.")
+        self.replay_buffer.load_state_dict(payload.get("buffer", {}))
+        self._zppo_round = payload["round"]
+
+    def train(self, *args, **kwargs):
+        output = super().train(*args, **kwargs)
+        if self.args.should_save:  # the final buffer, next to the final model
+            write_state_file(os.path.join(self.args.output_dir, STATE_FILE_NAME), self.zppo_state())
+        return output
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# checks that run before any generation
+
+
+def _prepare_train_dataset(dataset, args: ZPPOConfig, reward_funcs: list) -> Dataset:
+    if dataset is None:
+        raise ValueError("`train_dataset` is None: ZPPO trains on a datasets.Dataset with a `prompt` column.")
+    if isinstance(dataset, IterableDataset) or not isinstance(dataset, Dataset):
+        raise TypeError(
+            f"`train_dataset` must be a map-style datasets.Dataset, got {type(dataset).__name__}: replay looks "
+            "questions up by id. Convert it with Dataset.from_list(list(dataset)) or Dataset.from_generator(...)."
+        )
+    columns = dataset.column_names
+    if "prompt" not in columns:
+        raise ValueError(
+            f"`train_dataset` has no `prompt` column (columns: {columns}). Rename the question column to `prompt`, "
+            "e.g. dataset.rename_column('question', 'prompt')."
+        )
+    if "zppo_kind" in columns:
+        raise ValueError("`train_dataset` has a `zppo_kind` column, which ZPPO sets itself. Rename or drop it.")
+    if args.teacher_column is not None and args.teacher_column not in columns:
+        raise ValueError(
+            f"`teacher_column={args.teacher_column!r}` is not a column of train_dataset (columns: {columns}). "
+            "Name the column holding reference solutions, or set teacher_column=None."
+        )
+    for func in reward_funcs:
+        if callable(func) and not isinstance(func, torch.nn.Module):
+            missing = [p for p in _required_params(func) if p not in columns and p not in _TRL_REWARD_KWARGS]
+            if missing:
+                raise ValueError(
+                    f"reward function {getattr(func, '__name__', func)!r} needs dataset column(s) {missing}, which "
+                    f"train_dataset lacks (columns: {columns}). Add the column(s) or rename them."
+                )
+    if "prompt_id" not in columns:
+        return dataset.add_column("prompt_id", list(range(len(dataset))))
+    ids = dataset["prompt_id"]
+    bad = next((x for x in ids if isinstance(x, bool) or not isinstance(x, (int, str))), None)
+    if bad is not None:
+        raise ValueError(
+            f"`prompt_id` values must be int or str, got {type(bad).__name__} ({bad!r}). Use a unique int or "
+            "string id per question, or drop the column to use row indices."
+        )
+    if len(set(ids)) != len(ids):
+        seen, dupes = set(), []
+        for x in ids:
+            if x in seen and len(dupes) < 5:
+                dupes.append(x)
+            seen.add(x)
+        raise ValueError(
+            f"`prompt_id` has duplicates, e.g. {dupes}: each question needs a unique id (the buffer is keyed by "
+            "it). Deduplicate the dataset or drop the column to use row indices."
+        )
+    return dataset
+
+
+def _required_params(func) -> list[str]:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty]
+
+
+def _resolve_correctness(choice: str | int | None, names: list[str]) -> int:
+    if choice is None:
+        return 0
+    if isinstance(choice, int) or (isinstance(choice, str) and choice.isdigit()):
+        index = int(choice)
+        if 0 <= index < len(names):
+            return index
+    elif choice in names:
+        return names.index(choice)
+    raise ValueError(
+        f"`correctness_reward={choice!r}` names no reward function; the reward functions are {names} (indices "
+        f"0..{len(names) - 1}). Use one of those names or indices."
+    )
+
+
+def _warn_if_checkpoints_split_rounds(args: ZPPOConfig) -> None:
+    """TRL does not checkpoint a round's buffered rollouts: a checkpoint taken mid-round resumes by generating a new
+    round, so the resumed run differs from an uninterrupted one. Warn when `save_steps` allows that."""
+    micro_steps = args.steps_per_generation * args.num_iterations  # micro-steps per round
+    if args.save_strategy != "steps" or (isinstance(args.save_steps, float) and args.save_steps < 1):
+        return
+    ga = args.gradient_accumulation_steps
+    if micro_steps % ga != 0 or int(args.save_steps) % (micro_steps // ga) != 0:
+        warnings.warn(
+            f"`save_steps={args.save_steps}` is not a multiple of the {micro_steps / ga:g} optimizer steps of one "
+            "generation round (steps_per_generation * num_iterations / gradient_accumulation_steps): a resumed run "
+            "will not repeat an uninterrupted one exactly. Align save_steps to rounds.",
+            stacklevel=3,
+        )
+
+
+def _empty_logs_like(logs: dict) -> dict:
+    return {key: type(value)(value.default_factory) if hasattr(value, "default_factory") else type(value)(
+        maxlen=value.maxlen) for key, value in logs.items()}  # fmt: skip
