@@ -168,13 +168,15 @@ class HardQuestionBuffer:
             "total_graduated": self.total_graduated,
             "total_evicted": self.total_evicted,
             # JSON object keys are strings: store bins as lists of [bin, count] to keep them ints
-            "admitted_by_bin": sorted(self.admitted_by_bin.items()),
-            "graduated_by_bin": sorted(self.graduated_by_bin.items()),
-            "evicted_by_bin": sorted(self.evicted_by_bin.items()),
+            "admitted_by_bin": [list(kv) for kv in sorted(self.admitted_by_bin.items())],
+            "graduated_by_bin": [list(kv) for kv in sorted(self.graduated_by_bin.items())],
+            "evicted_by_bin": [list(kv) for kv in sorted(self.evicted_by_bin.items())],
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a snapshot in place. Raises `BufferStateError` (and changes nothing) when it is malformed."""
+        """Restore a snapshot in place. Raises `BufferStateError` (and changes nothing) when it is malformed.
+
+        `capacity` and `hard_threshold` stay those of this buffer (the run's config), not the snapshot's."""
         try:
             if state.get("schema_version") != SCHEMA_VERSION:
                 raise BufferStateError(
@@ -192,6 +194,11 @@ class HardQuestionBuffer:
             raise
         except (KeyError, TypeError, ValueError) as err:
             raise BufferStateError(f"buffer state is malformed ({type(err).__name__}: {err}).") from err
+        if len(entries) > self.capacity:
+            raise BufferStateError(
+                f"buffer state holds {len(entries)} questions, more than `replay_capacity`={self.capacity}. Resume "
+                f"with replay_capacity >= {len(entries)}."
+            )
         if totals["total_admitted"] != totals["total_graduated"] + totals["total_evicted"] + len(entries):
             raise BufferStateError(
                 f"buffer state totals do not add up: admitted={totals['total_admitted']} != graduated="

@@ -72,6 +72,8 @@ class ZPPOTrainer(GRPOTrainer):
 
     Attributes:
         replay_buffer (`HardQuestionBuffer`): the hard questions, identical on every process.
+        last_round (`dict`): the latest round's new and replayed prompt ids and its hint prompts as the student saw
+            them (`{"kind", "prompt_id", "prompt"}`), identical on every process.
 
     The dataset must be a map-style `datasets.Dataset` with a `prompt` column; questions are identified by its
     `prompt_id` column (unique int or str) or, when it has none, by their row index (added as `prompt_id`). Every row
@@ -112,6 +114,7 @@ class ZPPOTrainer(GRPOTrainer):
                 "remove_unused_columns=False (the GRPOConfig default)."
             )
         train_dataset = _prepare_train_dataset(train_dataset, args, reward_list)
+        eval_dataset = _with_prompt_ids(eval_dataset)
         self.teacher = resolve_teacher(teacher, args.teacher_column)
 
         super().__init__(
@@ -128,6 +131,7 @@ class ZPPOTrainer(GRPOTrainer):
         self.replay_buffer = HardQuestionBuffer(capacity=args.replay_capacity, hard_threshold=args.hard_threshold)
         self._row_index = {pid: i for i, pid in enumerate(self.train_dataset["prompt_id"])}
         self._zppo_round = 0  # generation rounds done; seeds every random choice, saved with the buffer
+        self.last_round: dict = {}  # what the latest round fed the student (ids, hint prompts as seen), for logs
         self._teacher_warned = False
         self._last_completions: list = []
         self._last_rewards_per_func: torch.Tensor | None = None
@@ -193,6 +197,12 @@ class ZPPOTrainer(GRPOTrainer):
             output["advantages"] = self._zppo_local_advantages([plain_rewards, hint_rewards])
 
         self._log_round(before, len(replay_ids), plan, hint_rewards, teacher_failures)
+        self.last_round = {
+            "round": self._zppo_round,
+            "new": [row["prompt_id"] for row in new_groups],
+            "replayed": replay_ids,
+            "hints": [{"kind": kind, "prompt_id": row["prompt_id"], "prompt": row["prompt"]} for kind, row in plan],
+        }
         self._zppo_round += 1
         return output
 
@@ -457,7 +467,7 @@ def _prepare_train_dataset(dataset, args: ZPPOConfig, reward_funcs: list) -> Dat
                     f"train_dataset lacks (columns: {columns}). Add the column(s) or rename them."
                 )
     if "prompt_id" not in columns:
-        return dataset.add_column("prompt_id", list(range(len(dataset))))
+        return _with_prompt_ids(dataset)
     ids = dataset["prompt_id"]
     bad = next((x for x in ids if isinstance(x, bool) or not isinstance(x, (int, str))), None)
     if bad is not None:
@@ -475,6 +485,15 @@ def _prepare_train_dataset(dataset, args: ZPPOConfig, reward_funcs: list) -> Dat
             f"`prompt_id` has duplicates, e.g. {dupes}: each question needs a unique id (the buffer is keyed by "
             "it). Deduplicate the dataset or drop the column to use row indices."
         )
+    return dataset
+
+
+def _with_prompt_ids(dataset):
+    """Add a `prompt_id` column (the row index) where it is missing, so every row has the same keys."""
+    if isinstance(dataset, dict):
+        return type(dataset)({name: _with_prompt_ids(d) for name, d in dataset.items()})
+    if isinstance(dataset, Dataset) and "prompt_id" not in dataset.column_names:
+        return dataset.add_column("prompt_id", list(range(len(dataset))))
     return dataset
 
 

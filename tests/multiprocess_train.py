@@ -1,0 +1,50 @@
+"""Run by tests/test_multiprocess.py under `torchrun --standalone --nproc_per_node 2`: trains the tiny model with
+ZPPO and writes, per rank, the buffer state and hint prompts of every round to OUT/rank{r}.json."""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import torch
+from transformers import TrainerCallback
+
+from zppo_trl import ZPPOConfig, ZPPOTrainer
+from zppo_trl.tiny import addition_dataset, build_char_tokenizer, build_tiny_llama
+
+torch.set_num_threads(1)
+out_dir = sys.argv[1]
+HARD = set(range(0, 16, 2))
+
+
+def scripted_reward(completions, prompt_id, trainer_state, **kwargs):
+    # hard questions flip to solved at step 3, so graduations happen too
+    return [float(pid not in HARD or trainer_state.global_step >= 3) for pid in prompt_id]
+
+
+class Record(TrainerCallback):
+    rounds = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        t = self.trainer
+        self.rounds.append({"step": state.global_step, "buffer": t.replay_buffer.state_dict(), "last": t.last_round})
+
+
+tokenizer = build_char_tokenizer()
+args = ZPPOConfig(
+    output_dir=os.path.join(out_dir, "run"), per_device_train_batch_size=6, num_generations=4,
+    max_completion_length=8, max_steps=5, learning_rate=1e-2, logging_steps=1, report_to="none", use_cpu=True,
+    bf16=False, gradient_checkpointing=False, save_strategy="no", seed=0, disable_tqdm=True,
+    teacher_column="solution", hint_ratio=1.0, replay_ratio=0.5,
+)  # 6 rows per rank, G=4: groups straddle the two ranks on purpose
+record = Record()
+trainer = ZPPOTrainer(
+    model=build_tiny_llama(tokenizer), reward_funcs=scripted_reward, args=args, train_dataset=addition_dataset(16),
+    processing_class=tokenizer, callbacks=[record],
+)
+record.trainer = trainer
+trainer.train()
+with open(os.path.join(out_dir, f"rank{trainer.accelerator.process_index}.json"), "w") as f:
+    json.dump({"num_processes": trainer.accelerator.num_processes, "rounds": record.rounds}, f)
