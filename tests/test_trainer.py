@@ -288,3 +288,26 @@ def test_generate_returns_completions_where_the_trainer_reads_them():
         inspect.getsource(GRPOTrainer._generate_and_score_completions)
     )
     assert "return" in source
+
+
+def test_split_forward_of_a_mixed_micro_batch_matches_one_forward(make_trainer, tokenizer):
+    """Plain and hint rows run as two trimmed forwards: same log-probs as one padded forward."""
+    trainer = make_trainer(ScriptedReward())
+    model = trainer.model.eval()
+    short = tokenizer(["ab", "cd"], add_special_tokens=False)["input_ids"]
+    long = tokenizer(["a much longer hint prompt"], add_special_tokens=False)["input_ids"]
+    width, completion = len(long[0]), [5, 6, 7]
+    rows = [[tokenizer.pad_token_id] * (width - len(p)) + p + completion for p in short + long]
+    input_ids = torch.tensor(rows)
+    attention_mask = (input_ids != tokenizer.pad_token_id).long()
+    flags = torch.tensor([False, False, True])
+    with torch.no_grad():
+        whole, whole_entropy, _ = trainer._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, 3, compute_entropy=True
+        )
+        trainer._micro_batch_hint_flags = flags
+        split, split_entropy, _ = trainer._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, 3, compute_entropy=True
+        )
+        trainer._micro_batch_hint_flags = None
+    assert torch.allclose(whole, split, atol=1e-4) and torch.allclose(whole_entropy, split_entropy, atol=1e-4)

@@ -133,6 +133,7 @@ class ZPPOTrainer(GRPOTrainer):
         self._zppo_round = 0  # generation rounds done; seeds every random choice, saved with the buffer
         self.last_round: dict = {}  # what the latest round fed the student (ids, hint prompts as seen), for logs
         self._teacher_warned = False
+        self._micro_batch_hint_flags: torch.Tensor | None = None  # set by _compute_loss for one micro-batch
         self._last_completions: list = []
         self._last_rewards_per_func: torch.Tensor | None = None
         _warn_if_checkpoints_split_rounds(args)
@@ -197,8 +198,12 @@ class ZPPOTrainer(GRPOTrainer):
             output["advantages"] = self._zppo_local_advantages([plain_rewards, hint_rewards])
 
         self._log_round(before, len(replay_ids), plan, hint_rewards, teacher_failures)
+        after = self.replay_buffer.counters()
         self.last_round = {
             "round": self._zppo_round,
+            **{key: after[key] - before[key] for key in after},
+            "buffer_size": len(self.replay_buffer),
+            "teacher_failures": teacher_failures,
             "new": [row["prompt_id"] for row in new_groups],
             "replayed": replay_ids,
             "hints": [{"kind": kind, "prompt_id": row["prompt_id"], "prompt": row["prompt"]} for kind, row in plan],
@@ -353,6 +358,40 @@ class ZPPOTrainer(GRPOTrainer):
             self._buffered_inputs = regroup_micro_batches(self._buffered_inputs)
             inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]
         return inputs
+
+    def _compute_loss(self, model, inputs):
+        self._micro_batch_hint_flags = inputs.get(HINT_FLAG)  # read by _get_per_token_logps_and_entropies
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._micro_batch_hint_flags = None
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        """Run plain rows and hint rows of a mixed micro-batch as two forward calls, each trimmed of the prompt
+        padding it does not need (TRL_SEAMS §7: a 20-token plain prompt padded to a 300-token hint prompt costs
+        15x). Results are identical up to float error: RoPE attention depends only on relative positions and the
+        trimmed columns are masked padding. Every process splits the same way (each holds the same number of plain
+        and hint rows per micro-batch), so sharded engines see the same number of forward calls on every rank."""
+        flags = self._micro_batch_hint_flags
+        multimodal = any(v is not None for v in kwargs.values() if not isinstance(v, bool)) or args
+        if flags is None or multimodal or flags.shape[0] != input_ids.shape[0] or flags.all() or not flags.any():
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+            )
+        prompt_width = input_ids.shape[1] - logits_to_keep
+        outputs, order = [], []
+        for rows in (torch.nonzero(~flags).squeeze(1), torch.nonzero(flags).squeeze(1)):
+            used = attention_mask[rows, :prompt_width].any(dim=0).nonzero()
+            start = int(used[0]) if used.numel() else 0
+            outputs.append(super()._get_per_token_logps_and_entropies(
+                model, input_ids[rows, start:], attention_mask[rows, start:], logits_to_keep, **kwargs
+            ))  # fmt: skip
+            order.append(rows)
+        inverse = torch.argsort(torch.cat(order))
+        logps = torch.cat([o[0] for o in outputs])[inverse]
+        entropies = None if outputs[0][1] is None else torch.cat([o[1] for o in outputs])[inverse]
+        aux = None if outputs[0][2] is None else sum(o[2] * len(r) for o, r in zip(outputs, order)) / len(flags)
+        return logps, entropies, aux
 
     def _log_round(self, before, replayed, plan, hint_rewards, teacher_failures):
         metrics, buf = self._metrics["train"], self.replay_buffer
