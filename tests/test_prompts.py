@@ -118,3 +118,26 @@ def test_megabytes_of_candidate_text_are_cut_to_budget():
     huge = "x" * 2_000_000 + "\\boxed{1}"
     hint = build_bcq_hint(huge, huge, random.Random(0), 512, chars)
     assert len(hint) < 2 * 512 + 400 and hint.count("\\boxed{1}") == 2
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    question=pieces, correct=pieces, wrong=st.lists(pieces, min_size=1, max_size=4), kind=st.sampled_from(["bcq", "ncq"]),
+    budget=st.integers(60, 1500), chat=st.booleans(),
+)  # fmt: skip
+def test_a_whole_hint_prompt_keeps_its_structure_and_budget(question, correct, wrong, kind, budget, chat):
+    from zppo_trl.prompts import build_hint_prompt, prompt_text
+
+    q = [{"role": "user", "content": question}] if chat else question
+    prompt = build_hint_prompt(kind, q, wrong, random.Random(0), correct=correct, instruction="Box it.",
+                               max_prompt_tokens=budget, max_candidate_tokens=200, count_tokens=chars)  # fmt: skip
+    if prompt is None:  # only when the question and the template sentences leave no room for candidates
+        assert len(sanitize_candidate(question)) + 400 > budget
+        return
+    text = prompt_text(prompt)
+    assert len(text) <= budget and text.endswith("Box it.")
+    assert "<|im_end|>" not in text
+    if kind == "bcq":
+        assert blocks(text) == 2 and text.count(BCQ_TEMPLATE) == 1
+    else:
+        assert 1 <= blocks(text) <= len(wrong) and text.count("all WRONG") == 1

@@ -311,3 +311,28 @@ def test_split_forward_of_a_mixed_micro_batch_matches_one_forward(make_trainer, 
         )
         trainer._micro_batch_hint_flags = None
     assert torch.allclose(whole, split, atol=1e-4) and torch.allclose(whole_entropy, split_entropy, atol=1e-4)
+
+
+def test_same_seed_same_buffer_states_and_hint_prompts(make_trainer, tmp_path):
+    from transformers import TrainerCallback
+
+    def run(output_dir):
+        class Record(TrainerCallback):
+            rounds = []
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self.rounds.append((trainer.replay_buffer.state_dict(), trainer.last_round))
+
+        def half_reward(completions, prompt_id, **kwargs):  # depends on the sampled text: hints carry real rollouts
+            return [float(pid % 2 == 1 and "1" in prompt_text(c)) for c, pid in zip(completions, prompt_id)]
+
+        record = Record()
+        trainer = make_trainer(half_reward, teacher_column="solution", hint_ratio=1.0, replay_ratio=0.5, max_steps=4,
+                               output_dir=str(output_dir))  # fmt: skip
+        trainer.add_callback(record)
+        trainer.train()
+        return record.rounds
+
+    first, second = run(tmp_path / "a"), run(tmp_path / "b")
+    assert len(first) == 4 and first == second
+    assert any(r[1]["hints"] for r in first)

@@ -188,8 +188,7 @@ def build_ncq_hint(
             answer = sanitize_candidate(answer)
             if answer not in answers:
                 answers.append(answer)
-    answer_list = ", ".join(f"\\boxed{{{a}}}" for a in answers) if answers else NCQ_NO_ANSWER
-    header = template.format(answers=answer_list)
+    header = _ncq_header(answers, template, max_hint_tokens // 2 if max_hint_tokens else None, count_tokens)
     traces: list[str] = []
     for text in dict.fromkeys(wrong_rollouts):  # ordered dedupe
         trace = _clean(text, max_candidate_tokens, count_tokens)
@@ -203,8 +202,75 @@ def build_ncq_hint(
     return f"{header}\n{_candidate_blocks(traces)}"
 
 
+def _ncq_header(answers: list[str], template: str, max_tokens: int | None, count_tokens: TokenCounter) -> str:
+    """The "all WRONG" sentence; each answer cut to 32 tokens, and answers dropped from the end past `max_tokens`
+    (ours: a hint budget must hold however long the student's wrong answers are)."""
+    answers = [truncate_keep_answer(a, 32, count_tokens) for a in answers]
+    while True:
+        listed = ", ".join(f"\\boxed{{{a}}}" for a in answers) if answers else NCQ_NO_ANSWER
+        header = template.format(answers=listed)
+        if max_tokens is None or len(answers) <= 1 or count_tokens(header) <= max_tokens:
+            return header
+        answers = answers[:-1]
+
+
 def _clean(text: str, max_tokens: int, count_tokens: TokenCounter) -> str:
     return truncate_keep_answer(sanitize_candidate(text.strip()), max_tokens, count_tokens)
+
+
+def build_hint_prompt(
+    kind: str,
+    question: Any,
+    wrong_rollouts: Sequence[str],
+    rng: random.Random,
+    correct: str | None = None,
+    instruction: str | None = None,
+    max_prompt_tokens: int = 4096,
+    max_candidate_tokens: int = 512,
+    count_tokens: TokenCounter = _default_counter,
+) -> Any | None:
+    """The whole BCQ (`kind="bcq"`, needs `correct`) or NCQ prompt: question, hint, then `instruction`, within
+    `max_prompt_tokens` (counted on the text, chat-template tokens aside). None when the question leaves no room.
+
+    The question is sanitised too (only in the hint prompt), so text in it cannot pose as candidate structure. For
+    BCQ the wrong candidate is drawn from `wrong_rollouts` with `rng`, which then orders the two candidates.
+    """
+    question = _sanitize_prompt(question)
+    fixed = count_tokens(prompt_text(question)) + (count_tokens(instruction) + 2 if instruction else 0) + 2
+    room = max_prompt_tokens - fixed
+    if kind == "bcq":
+        if correct is None:
+            raise ValueError("a BCQ prompt needs a correct candidate")
+        wrong = rng.choice(list(wrong_rollouts))
+        order_seed = rng.random()  # one draw: the candidate order must not depend on how often the loop shrinks
+        markup = count_tokens(f"{BCQ_TEMPLATE}\n{_candidate_blocks(['', ''])}")
+        per_candidate = min(max_candidate_tokens, (room - markup - 4) // 2)
+
+        def build(budget):
+            return build_bcq_hint(correct, wrong, random.Random(order_seed), budget, count_tokens)
+
+    elif kind == "ncq":
+        per_candidate = room - 4
+
+        def build(budget):
+            return build_ncq_hint(wrong_rollouts, max_candidate_tokens, budget, count_tokens)
+
+    else:
+        raise ValueError(f"hint kind must be 'bcq' or 'ncq', got {kind!r}")
+    while per_candidate >= 16:  # shrink until the joined prompt fits (token counts are not additive at seams)
+        prompt = append_to_prompt(append_to_prompt(question, build(per_candidate)), instruction)
+        if count_tokens(prompt_text(prompt)) <= max_prompt_tokens:
+            return prompt
+        per_candidate = int(per_candidate * 0.9)
+    return None
+
+
+def _sanitize_prompt(prompt: Any) -> Any:
+    if isinstance(prompt, str):
+        return sanitize_candidate(prompt)
+    return [
+        {**m, "content": sanitize_candidate(m["content"])} if isinstance(m.get("content"), str) else m for m in prompt
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------------------

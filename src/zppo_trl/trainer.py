@@ -37,7 +37,7 @@ from .advantages import zppo_advantages
 from .batching import HINT_FLAG, concat_rollout_batches, regroup_micro_batches
 from .buffer import STATE_FILE_NAME, BufferStateError, HardQuestionBuffer, read_state_file, write_state_file
 from .config import ZPPOConfig
-from .prompts import BCQ_TEMPLATE, append_to_prompt, build_bcq_hint, build_ncq_hint, completion_text, prompt_text
+from .prompts import append_to_prompt, build_hint_prompt, completion_text
 from .replay import (
     HardVisit,
     fit_to_unit,
@@ -286,24 +286,19 @@ class ZPPOTrainer(GRPOTrainer):
         return solutions, failures
 
     def _hint_row(self, kind: str, visit: HardVisit, solutions: list[str]) -> dict | None:
-        """Build one BCQ or NCQ model-input row (see `prompts.py`) within `hint_prompt_max_tokens`."""
-        args, count = self.args, self._count_tokens
-        question = visit.row["prompt"]
-        room = args.hint_prompt_max_tokens - count(prompt_text(question))
-        room -= count(args.answer_format_instruction) if args.answer_format_instruction else 0
+        """One BCQ or NCQ model-input row (built in `prompts.build_hint_prompt`), or None if the question leaves no
+        room for candidates within `hint_prompt_max_tokens`."""
+        args = self.args
         rng = round_rng(args.seed, self._zppo_round, kind, visit.prompt_id)
-        if kind == "bcq":
-            per_candidate = min(args.candidate_max_tokens, (room - count(BCQ_TEMPLATE) - 16) // 2)
-            if per_candidate < 16:
-                return None  # the question alone nearly fills the budget: no useful BCQ fits
-            hint = build_bcq_hint(rng.choice(solutions), rng.choice(visit.wrong_completions), rng, per_candidate, count)
-        else:
-            if room < 32:
-                return None
-            hint = build_ncq_hint(visit.wrong_completions, args.candidate_max_tokens, room - 8, count)
-        row = dict(visit.row)
-        row["prompt"] = append_to_prompt(question, hint)
-        return self._as_model_input(row, kind)
+        prompt = build_hint_prompt(
+            kind, visit.row["prompt"], visit.wrong_completions, rng,
+            correct=rng.choice(solutions) if kind == "bcq" else None, instruction=args.answer_format_instruction,
+            max_prompt_tokens=args.hint_prompt_max_tokens, max_candidate_tokens=args.candidate_max_tokens,
+            count_tokens=self._count_tokens,
+        )  # fmt: skip
+        if prompt is None:
+            return None
+        return {**visit.row, "prompt": prompt, "zppo_kind": kind}  # the instruction is already in the prompt
 
     def _count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -465,11 +460,39 @@ class ZPPOTrainer(GRPOTrainer):
         self.replay_buffer.load_state_dict(payload.get("buffer", {}))
         self._zppo_round = payload["round"]
 
-    def train(self, *args, **kwargs):
-        output = super().train(*args, **kwargs)
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        # transformers' `resume_from_checkpoint=True` takes the newest checkpoint folder even when its write was
+        # cut short; take the newest *complete* one (its ZPPO state, written last, is intact)
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete ZPPO "
+                                 "checkpoint. Train from scratch (resume_from_checkpoint=None).")  # fmt: skip
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
         if self.args.should_save:  # the final buffer, next to the final model
             write_state_file(os.path.join(self.args.output_dir, STATE_FILE_NAME), self.zppo_state())
         return output
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` folder of `output_dir` whose ZPPO buffer state reads back intact (it is written
+    last, so an intact state means the rest of the checkpoint was written before it). Partial ones are skipped with
+    a warning and left in place: nothing is deleted."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = sorted(
+        (int(name.split("-")[-1]), name)
+        for name in os.listdir(output_dir)
+        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.split("-")[-1].isdigit()
+    )
+    for _, name in reversed(steps):
+        folder = os.path.join(output_dir, name)
+        try:
+            read_state_file(os.path.join(folder, STATE_FILE_NAME))
+            return folder
+        except (OSError, BufferStateError) as err:
+            warnings.warn(f"skipping incomplete checkpoint {folder}: {err}", stacklevel=2)
+    return None
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""Crash and resume: SIGKILL a training process at fixed points, resume from the last complete checkpoint, and end
+exactly where an uninterrupted run ends (buffer state, running totals, round counter and weights)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "crash_train.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def run(out, mode):
+    return subprocess.run([sys.executable, SCRIPT, str(out), mode], env=ENV, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    result = run(out, "full")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mode, resumes_from",
+    [("kill_after_step3", "checkpoint-2"), ("kill_during_save4", "checkpoint-2"), ("kill_after_save4", "checkpoint-4")],
+)
+def test_killed_run_resumes_to_the_same_end(tmp_path, uninterrupted, mode, resumes_from):
+    killed = run(tmp_path, mode)
+    assert killed.returncode == -9, f"expected SIGKILL, got {killed.returncode}: {killed.stderr[-2000:]}"
+    assert not (tmp_path / "result.json").exists()
+    resumed = run(tmp_path, "resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"RESUME {resumes_from}\n" in resumed.stdout
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["state"] == uninterrupted["state"]  # buffer, totals, round counter, step
+    assert result["weights_sum"] == pytest.approx(uninterrupted["weights_sum"], rel=1e-5)
+    assert uninterrupted["state"]["buffer"]["total_graduated"] > 0  # the flip at step 3 was exercised
+
+
+def test_last_complete_checkpoint_skips_partial_ones(tmp_path):
+    from zppo_trl.buffer import STATE_FILE_NAME, write_state_file
+    from zppo_trl.trainer import last_complete_checkpoint
+
+    assert last_complete_checkpoint(str(tmp_path)) is None
+    for step in (2, 4, 6):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    write_state_file(str(tmp_path / "checkpoint-2" / STATE_FILE_NAME), {"round": 2})
+    write_state_file(str(tmp_path / "checkpoint-4" / STATE_FILE_NAME), {"round": 4})
+    (tmp_path / "checkpoint-6" / STATE_FILE_NAME).write_text('{"schema_version": 1, "chec')  # cut mid-write
+    with pytest.warns(UserWarning, match="checkpoint-6"):
+        assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    shutil.rmtree(tmp_path / "checkpoint-4")
+    assert last_complete_checkpoint(str(tmp_path)).endswith("checkpoint-2")
