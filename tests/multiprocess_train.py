@@ -1,5 +1,6 @@
 """Run by tests/test_multiprocess.py under `torchrun --standalone --nproc_per_node 2`: trains the tiny model with
-ZPPO and writes, per rank, the buffer state and hint prompts of every round to OUT/rank{r}.json."""
+ZPPO (checkpoints every 2 steps) and writes, per rank, the buffer state and hint prompts of every round to
+OUT/{tag}rank{r}.json. `python multiprocess_train.py OUT [resume]`: with `resume`, continue from checkpoint-2."""
 
 import json
 import os
@@ -16,6 +17,7 @@ from zppo_trl.tiny import addition_dataset, build_char_tokenizer, build_tiny_lla
 
 torch.set_num_threads(1)
 out_dir = sys.argv[1]
+resume = len(sys.argv) > 2 and sys.argv[2] == "resume"
 HARD = set(range(0, 16, 2))
 
 
@@ -36,7 +38,7 @@ tokenizer = build_char_tokenizer()
 args = ZPPOConfig(
     output_dir=os.path.join(out_dir, "run"), per_device_train_batch_size=6, num_generations=4,
     max_completion_length=8, max_steps=5, learning_rate=1e-2, logging_steps=1, report_to="none", use_cpu=True,
-    bf16=False, gradient_checkpointing=False, save_strategy="no", seed=0, disable_tqdm=True,
+    bf16=False, gradient_checkpointing=False, save_strategy="steps", save_steps=2, seed=0, disable_tqdm=True,
     teacher_column="solution", hint_ratio=1.0, replay_ratio=0.5,
 )  # 6 rows per rank, G=4: groups straddle the two ranks on purpose
 record = Record()
@@ -45,6 +47,7 @@ trainer = ZPPOTrainer(
     processing_class=tokenizer, callbacks=[record],
 )
 record.trainer = trainer
-trainer.train()
-with open(os.path.join(out_dir, f"rank{trainer.accelerator.process_index}.json"), "w") as f:
+trainer.train(resume_from_checkpoint=os.path.join(args.output_dir, "checkpoint-2") if resume else None)
+tag = "resumed-" if resume else ""
+with open(os.path.join(out_dir, f"{tag}rank{trainer.accelerator.process_index}.json"), "w") as f:
     json.dump({"num_processes": trainer.accelerator.num_processes, "rounds": record.rounds}, f)

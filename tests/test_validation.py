@@ -1,6 +1,7 @@
 """Configuration and data-shape faults raise in ZPPOTrainer.__init__, before any generation, naming the fix."""
 
 import pytest
+import torch
 from datasets import Dataset
 from trl import GRPOConfig
 
@@ -60,3 +61,78 @@ def test_unaligned_save_steps_warn(make_trainer):
     with pytest.warns(UserWarning, match="save_steps=3"):
         make_trainer(reward, gradient_accumulation_steps=1, steps_per_generation=2, per_device_train_batch_size=4,
                      save_strategy="steps", save_steps=3)  # fmt: skip
+
+
+def test_unhashable_prompt_ids_are_refused(make_trainer):
+    with pytest.raises(ValueError, match="must be int or str, got list"):
+        make_trainer(reward, dataset=addition_dataset(8).add_column("prompt_id", [[i] for i in range(8)]))
+
+
+# ---- per-question runtime faults: degrade that question only, counted, never stop the run
+
+
+def test_rewards_with_none_and_nan_for_some_rows_do_not_stop_the_run(make_trainer):
+    seen = set()
+
+    def flaky(completions, prompt_id, **kwargs):  # ids 1, 5: unscorable (None); ids 3, 7: NaN; others: 0
+        seen.update(prompt_id)
+        return [None if pid in (1, 5) else float("nan") if pid in (3, 7) else 0.0 for pid in prompt_id]
+
+    trainer = make_trainer(flaky, max_steps=6, hint_ratio=1.0)
+    trainer.train()
+    assert seen & {1, 3, 5, 7}, "the test needs a faulty question to be visited"
+    assert not {1, 3, 5, 7} & set(trainer.replay_buffer.ids()) and len(trainer.replay_buffer) > 0
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.state.log_history if "loss" in h)
+
+
+def test_empty_teacher_column_rows_get_ncq_only_and_are_counted(make_trainer):
+    data = addition_dataset(16)
+    data = data.map(lambda row, i: {"solution": "" if i % 4 == 0 else row["solution"]}, with_indices=True)
+    trainer = make_trainer(reward, dataset=data, teacher_column="solution", hint_ratio=1.0, max_steps=4)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "zppo/teacher_failures" in h]
+    assert sum(h["zppo/teacher_failures"] for h in logs) > 0 and sum(h["zppo/bcq_prompts"] for h in logs) > 0
+
+
+def test_a_teacher_returning_non_strings_warns_once_and_degrades(make_trainer):
+    calls = []
+
+    def odd_teacher(rows):
+        calls.append(len(rows))
+        return [[42, None] for _ in rows]
+
+    trainer = make_trainer(reward, teacher=odd_teacher, hint_ratio=1.0, max_steps=3)
+    with pytest.warns(UserWarning, match="non-string") as record:
+        trainer.train()
+    assert len([w for w in record if "teacher fault" in str(w.message)]) == 1 and len(calls) == 3
+    assert trainer.last_round["hints"] and {h["kind"] for h in trainer.last_round["hints"]} == {"ncq"}
+
+
+def test_a_wrong_version_buffer_state_is_refused_on_resume(make_trainer, tmp_path):
+    import json
+
+    from zppo_trl.buffer import STATE_FILE_NAME
+
+    trainer = make_trainer(reward, max_steps=2, save_strategy="steps", save_steps=2, output_dir=str(tmp_path / "a"))
+    trainer.train()
+    path = tmp_path / "a" / "checkpoint-2" / STATE_FILE_NAME
+    document = json.loads(path.read_text())
+    document["schema_version"] = 99
+    path.write_text(json.dumps(document))
+    again = make_trainer(reward, max_steps=4, output_dir=str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="schema_version=99"):
+        again.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+    path.unlink()
+    with pytest.raises(ValueError, match="is missing"):
+        again.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+
+
+def test_a_buffer_state_from_another_step_is_refused(make_trainer, tmp_path):
+    from zppo_trl.buffer import STATE_FILE_NAME, read_state_file, write_state_file
+
+    trainer = make_trainer(reward, max_steps=2, save_strategy="steps", save_steps=2, output_dir=str(tmp_path / "a"))
+    trainer.train()
+    path = str(tmp_path / "a" / "checkpoint-2" / STATE_FILE_NAME)
+    write_state_file(path, {**read_state_file(path), "global_step": 3})  # intact file, wrong checkpoint
+    with pytest.raises(ValueError, match="saved at step 3 but sits in the checkpoint of step 2"):
+        make_trainer(reward, max_steps=4).train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
