@@ -5,6 +5,7 @@
     zppo-trl train --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct --dataset_name openai/gsm8k \
         --dataset_config main --use_peft --teacher_column solution
     zppo-trl eval --model_name_or_path outputs/zppo-smollm2-demo --num_samples 4
+    zppo-trl plot outputs/zppo-smollm2-demo          # writes RUN_DIR/zppo_graduation.png from the run's logs
 
 Built on TRL's `TrlParser` like `trl grpo`: every ZPPOConfig / GRPOConfig / TrainingArguments field and every
 ModelConfig (PEFT/LoRA, quantization) field is a flag and a YAML key. Example configs: `examples/configs/`.
@@ -23,7 +24,7 @@ from trl import ModelConfig, ScriptArguments, TrlParser
 from .config import ZPPOConfig
 
 REWARD_FUNCS = ("boxed_accuracy_reward",)
-COMMANDS = ("train", "eval")
+COMMANDS = ("train", "eval", "plot")
 
 
 @dataclass
@@ -66,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         print("Example configs (CPU demo, Qwen2.5 + GSM8K LoRA, QLoRA 7B, paper recipe): examples/configs/")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     command, rest = argv[0], argv[1:]
+    if command == "plot":
+        if len(rest) != 1 or rest[0].startswith("-"):
+            print("usage: zppo-trl plot RUN_DIR   (a ZPPOTrainer output_dir)", file=sys.stderr)
+            return 2
+        from .plotting import plot_graduation
+
+        print(f"[zppo] wrote {plot_graduation(rest[0])}")
+        return 0
     if "--config" not in rest and "--model_name_or_path" not in rest and "--dataset_name" not in rest:
         rest = ["--config", builtin_config_path(), *rest]  # the embedded default; flags still override it
     script_args, training_args, model_args = make_parser(command).parse_args_and_config(args=rest)

@@ -23,7 +23,9 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import textwrap
 import warnings
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,11 +34,13 @@ from accelerate.utils import broadcast_object_list, gather_object
 from datasets import Dataset, IterableDataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
+from trl.trainer.utils import get_config_model_id
 
 from .advantages import zppo_advantages
 from .batching import HINT_FLAG, concat_rollout_batches, regroup_micro_batches
 from .buffer import STATE_FILE_NAME, BufferStateError, HardQuestionBuffer, read_state_file, write_state_file
 from .config import ZPPOConfig
+from .model_card import zppo_card_section
 from .prompts import append_to_prompt, build_hint_prompt, completion_text
 from .replay import (
     HardVisit,
@@ -82,6 +86,17 @@ class ZPPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "zppo"]
     _name = "ZPPO"
+    _paper = {
+        "title": "Zone of Proximal Policy Optimization: Teacher in Prompts, Not Gradients",
+        "id": "2606.18216",
+        "citation": textwrap.dedent("""\
+            @article{lee2026zppo,
+                title        = {{Zone of Proximal Policy Optimization: Teacher in Prompts, Not Gradients}},
+                author       = {Lee, B.-K. and others},
+                year         = 2026,
+                eprint       = {arXiv:2606.18216},
+            }"""),
+    }
 
     def __init__(
         self,
@@ -134,6 +149,10 @@ class ZPPOTrainer(GRPOTrainer):
         self.last_round: dict = {}  # what the latest round fed the student (ids, hint prompts as seen), for logs
         self._teacher_warned = False
         self._micro_batch_hint_flags: torch.Tensor | None = None  # set by _compute_loss for one micro-batch
+        num_new = args.generation_batch_size // self.num_generations
+        unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, self.num_generations)
+        extra_groups = replay_count(args.replay_ratio, num_new, 1, unit) + max(ratio_count(args.hint_ratio, num_new), unit)
+        self._logs = _completions_table_logs(self._logs, args.generation_batch_size + extra_groups * self.num_generations)
         self._last_completions: list = []
         self._last_rewards_per_func: torch.Tensor | None = None
         _warn_if_checkpoints_split_rounds(args)
@@ -173,7 +192,7 @@ class ZPPOTrainer(GRPOTrainer):
         )
         plain_groups = [self._as_model_input(r, "plain") for r in new_groups]
         plain_groups += [self._as_model_input(self._dataset_row(pid), "replay") for pid in replay_ids]
-        output = super()._generate_and_score_completions(self._local_rows(plain_groups))
+        output = self._rollout(plain_groups)
         plain_rewards = self._last_rewards_per_func
         visits = self._visits(new_groups + [self._dataset_row(pid) for pid in replay_ids], plain_rewards)
 
@@ -303,16 +322,18 @@ class ZPPOTrainer(GRPOTrainer):
     def _count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def _rollout(self, groups: list[dict]) -> dict:
+        """TRL's rollout pass on this process's share of `groups`; the completions table gets a `zppo_kind` column."""
+        output = super()._generate_and_score_completions(self._local_rows(groups))
+        self._logs["extra"]["zppo_kind"].extend(g["zppo_kind"] for g in groups for _ in range(self.num_generations))
+        return output
+
     def _hint_pass(self, hint_groups: list[dict]) -> dict:
-        """TRL's rollout on the hint rows. Its metrics move to `zppo/hint/*` and its rows stay out of the completions
-        table, so `reward`, `completions/*` and the table keep describing plain rollouts."""
+        """TRL's rollout on the hint rows. Its metrics move to `zppo/hint/*`, so `reward`, `completions/*` keep
+        describing plain rollouts (the completions table marks every row with its `zppo_kind`)."""
         metrics = self._metrics["train"]
         sizes = {k: len(v) for k, v in metrics.items()}
-        logs, self._logs = self._logs, _empty_logs_like(self._logs)
-        try:
-            hint_output = super()._generate_and_score_completions(self._local_rows(hint_groups))
-        finally:
-            self._logs = logs
+        hint_output = self._rollout(hint_groups)
         for key in list(metrics):
             if key.startswith("zppo/"):
                 continue
@@ -469,9 +490,38 @@ class ZPPOTrainer(GRPOTrainer):
                 raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete ZPPO "
                                  "checkpoint. Train from scratch (resume_from_checkpoint=None).")  # fmt: skip
         output = super().train(resume_from_checkpoint, *args, **kwargs)
-        if self.args.should_save:  # the final buffer, next to the final model
+        if self.args.should_save:  # the final buffer and logs, next to the final model (HF saves logs only in checkpoints)
             write_state_file(os.path.join(self.args.output_dir, STATE_FILE_NAME), self.zppo_state())
+            self.state.save_to_json(os.path.join(self.args.output_dir, "trainer_state.json"))
         return output
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        # PEFT's save_pretrained has just written its own README.md: write ours over it (with the figure)
+        if self.args.should_save and (output_dir is None or output_dir == self.args.output_dir):
+            self.create_model_card()
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
+        """TRL's card (tags `zppo`, `trl`, `grpo`, base model, citation) plus the ZPPO section: config values that
+        differ from the defaults, buffer statistics by entry bin and the buffer figure."""
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        output_dir = self.args.output_dir
+        self.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))
+        figure = None
+        if any("zppo/buffer_size" in h for h in self.state.log_history):
+            from .plotting import FIGURE_NAME, plot_graduation
+
+            plot_graduation(output_dir)
+            figure = FIGURE_NAME
+        base = get_config_model_id(self.model.config)
+        section = zppo_card_section(
+            self.replay_buffer, self.args, self.num_generations, base if base and not os.path.isdir(base) else None,
+            dataset_name, figure,
+        )  # fmt: skip
+        with open(os.path.join(output_dir, "README.md"), "a") as f:
+            f.write("\n" + section)
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -599,6 +649,8 @@ def _warn_if_checkpoints_split_rounds(args: ZPPOConfig) -> None:
         )
 
 
-def _empty_logs_like(logs: dict) -> dict:
-    return {key: type(value)(value.default_factory) if hasattr(value, "default_factory") else type(value)(
-        maxlen=value.maxlen) for key, value in logs.items()}  # fmt: skip
+def _completions_table_logs(logs: dict, maxlen: int) -> dict:
+    """TRL's completions-table buffers with room for `maxlen` rows, so replayed and hint rows do not push the new
+    prompts' rows out (TRL sizes them for `generation_batch_size` rows)."""
+    return {key: defaultdict(lambda: deque(maxlen=maxlen)) if isinstance(value, defaultdict) else deque(maxlen=maxlen)
+            for key, value in logs.items()}  # fmt: skip
