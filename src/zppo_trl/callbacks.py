@@ -6,13 +6,13 @@ from transformers import TrainerCallback
 
 
 class BufferReportCallback(TrainerCallback):
-    """Prints, on the main process, what each generation round did to the buffer, and keeps the first BCQ (else NCQ)
-    prompt as the student saw it. HF callbacks are not handed the trainer: set `callback.trainer = trainer` (a
+    """Prints, on the main process, what each generation round did to the buffer, and keeps the first BCQ and the
+    first NCQ prompt as the student saw them. HF callbacks are not handed the trainer: set `callback.trainer = trainer` (a
     `ZPPOTrainer`, whose `last_round` it reads) after building the trainer."""
 
     def __init__(self, trainer=None):
         self.trainer = trainer
-        self.example_hint: dict | None = None
+        self.examples: dict[str, dict] = {}  # kind -> first hint prompt of that kind
         self.totals = {"replayed": 0, "bcq": 0, "ncq": 0}
         self._seen_round = -1
 
@@ -26,10 +26,8 @@ class BufferReportCallback(TrainerCallback):
         self.totals["replayed"] += len(last["replayed"])
         self.totals["bcq"] += kinds.count("bcq")
         self.totals["ncq"] += kinds.count("ncq")
-        for wanted in ("bcq", "ncq"):
-            if wanted in kinds and (self.example_hint is None or self.example_hint["kind"] != "bcq"):
-                self.example_hint = last["hints"][kinds.index(wanted)]
-                break
+        for hint in last["hints"]:
+            self.examples.setdefault(hint["kind"], hint)
         if state.is_world_process_zero:
             print(
                 f"[zppo] step {state.global_step}: buffer {last['buffer_size']} | admitted {last['admitted']}, "
@@ -51,8 +49,7 @@ class BufferReportCallback(TrainerCallback):
             rate = buf.graduation_rate(k)
             print(f"[zppo] entry bin {k}/{trainer.num_generations}: admitted {buf.admitted_by_bin[k]}, graduated "
                   f"{buf.graduated_by_bin.get(k, 0)} ({rate:.0%})")  # fmt: skip
-        if report is not None and report.example_hint is not None:
-            hint = report.example_hint
+        for hint in report.examples.values() if report is not None else []:
             prompt = hint["prompt"]
             text = prompt if isinstance(prompt, str) else "\n".join(f"[{m['role']}] {m['content']}" for m in prompt)
             print(f"[zppo] one {hint['kind'].upper()} prompt as the student saw it (question {hint['prompt_id']}):")
