@@ -48,3 +48,26 @@ def test_paper_instruction_shortcut():
 def test_invalid_values_raise_naming_field_value_and_fix(field, value, message):
     with pytest.raises(ValueError, match=message):
         ZPPOConfig(**BASE, **{field: value})
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"teacher_column": "solution", "teacher_model": "m"}, "choose one teacher source"),
+        ({"teacher_base_url": "http://127.0.0.1:8000/v1"}, "needs `teacher_model`"),
+        ({"teacher_num_samples": 0}, "`teacher_num_samples` must be a positive integer, got 0"),
+        ({"teacher_timeout": 0}, r"`teacher_timeout` must be in \(0.0, inf\), got 0"),
+    ],
+)
+def test_teacher_source_conflicts_raise(values, message):
+    with pytest.raises(ValueError, match=message):
+        ZPPOConfig(**BASE, **values)
+
+
+def test_use_vllm_without_vllm_fails_clearly(make_trainer):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed")
+    with pytest.raises(ImportError, match="`use_vllm=True` but vLLM is not installed"):
+        make_trainer(lambda completions, **kw: [0.0] * len(completions), use_vllm=True)

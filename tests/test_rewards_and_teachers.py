@@ -3,7 +3,8 @@
 import pytest
 
 from zppo_trl.rewards import boxed_accuracy_reward, strip_markers
-from zppo_trl.teachers import ColumnTeacher, resolve_teacher, solutions_for
+from zppo_trl import ZPPOConfig
+from zppo_trl.teachers import ColumnTeacher, OpenAITeacher, resolve_teacher, solutions_for
 
 
 @pytest.mark.parametrize(
@@ -59,6 +60,11 @@ def test_teacher_faults_leave_questions_without_solutions_and_are_counted(teache
 def test_resolve_teacher_prefers_the_callable():
     fn = lambda rows: [["x"] for _ in rows]  # noqa: E731
     assert resolve_teacher(fn, None) is fn and resolve_teacher(None, None) is None
-    assert isinstance(resolve_teacher(None, "solution"), ColumnTeacher)
+    args = ZPPOConfig(output_dir="unused", use_cpu=True, bf16=False, teacher_column="solution")
+    assert isinstance(resolve_teacher(None, args), ColumnTeacher) and resolve_teacher(fn, args) is fn
+    server = ZPPOConfig(output_dir="unused", use_cpu=True, bf16=False, teacher_model="big",
+                        teacher_base_url="http://127.0.0.1:9/v1", teacher_num_samples=2)  # fmt: skip
+    teacher = resolve_teacher(None, server)
+    assert isinstance(teacher, OpenAITeacher) and teacher.num_samples == 2 and teacher.model == "big"
     with pytest.raises(TypeError, match="must be callable"):
         resolve_teacher("solution", None)

@@ -94,3 +94,17 @@ def test_zppo_metrics_reach_tensorboard(make_trainer, tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"train/zppo/total_admitted", "train/zppo/buffer_size", "train/zppo/replayed", "train/reward"} <= tags
     assert events.Scalars("train/zppo/total_admitted")[-1].value == trainer.replay_buffer.total_admitted
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "examples", "accelerate", "*.yaml"))))
+def test_accelerate_configs_are_valid(path):
+    """Multi-GPU configs cannot run on CPU: check they parse into accelerate's own config class."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(path)
+    assert config.num_processes >= 2 and config.mixed_precision == "bf16"
+    assert config.distributed_type in ("MULTI_GPU", "DEEPSPEED", "FSDP")
+    if config.distributed_type == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] in (2, 3)
+    if config.distributed_type == "FSDP":
+        assert config.fsdp_config["fsdp_version"] == 2

@@ -50,6 +50,17 @@ class ZPPOConfig(GRPOConfig):
         teacher_column (`str`, *optional*):
             Dataset column with a reference solution per question, used as the correct BCQ candidate (trusted, not
             re-scored). A `teacher=` callable passed to the trainer takes precedence.
+        teacher_model (`str`, *optional*):
+            A teacher model sampled `teacher_num_samples` times per hard question, correct samples kept: a local HF
+            model id/path, or, with `teacher_base_url`, the model name an OpenAI-compatible server serves.
+        teacher_base_url (`str`, *optional*):
+            An OpenAI-compatible chat endpoint (`vllm serve`, `trl vllm-serve`, any provider); the API key is read
+            from the `OPENAI_API_KEY` environment variable, never from the config.
+        teacher_num_samples (`int`, *optional*, defaults to `4`):
+            G_T, teacher samples per hard question on every visit (paper §2 step 3).
+        teacher_max_new_tokens, teacher_timeout, teacher_max_concurrency, teacher_compress:
+            Sampling length, per-request timeout (s), concurrent server requests, and the paper's optional
+            5-line compression of each kept sample (model teacher).
 
         > Parameters that control correctness and advantages
 
@@ -113,6 +124,34 @@ class ZPPOConfig(GRPOConfig):
         default=None,
         metadata={"help": "Dataset column holding a reference solution per question, used as the BCQ candidate."},
     )
+    teacher_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "A teacher model sampled for BCQ candidates: a local HF model id/path, or with teacher_base_url "
+            "the model name served there."
+        },
+    )
+    teacher_base_url: str | None = field(
+        default=None,
+        metadata={"help": "URL of an OpenAI-compatible chat server for the teacher, e.g. http://localhost:8000/v1."},
+    )
+    teacher_num_samples: int = field(
+        default=4,
+        metadata={"help": "G_T: teacher samples per hard question (model or server teacher); correct ones are kept."},
+    )
+    teacher_max_new_tokens: int = field(
+        default=1024, metadata={"help": "Maximum new tokens per teacher sample (model or server teacher)."}
+    )
+    teacher_timeout: float = field(
+        default=60.0, metadata={"help": "Seconds before a server-teacher request is abandoned (then retried)."}
+    )
+    teacher_max_concurrency: int = field(
+        default=8, metadata={"help": "Maximum concurrent requests to the teacher server."}
+    )
+    teacher_compress: bool = field(
+        default=False,
+        metadata={"help": "Have the model teacher rewrite each kept sample as a 5-line summary (paper App. D.1)."},
+    )
     correctness_reward: str | None = field(
         default=None,
         metadata={"help": "Name or index of the reward function that decides correctness (default: the first)."},
@@ -161,6 +200,20 @@ class ZPPOConfig(GRPOConfig):
             self.answer_format_instruction = ANSWER_FORMAT_INSTRUCTION
         if self.teacher_column is not None and not self.teacher_column.strip():
             raise ValueError("`teacher_column` is an empty string. Name a dataset column, or leave it None.")
+        if self.teacher_column is not None and self.teacher_model is not None:
+            raise ValueError(
+                f"both `teacher_column={self.teacher_column!r}` and `teacher_model={self.teacher_model!r}` are set: "
+                "choose one teacher source (unset the other)."
+            )
+        if self.teacher_base_url is not None and self.teacher_model is None:
+            raise ValueError(
+                f"`teacher_base_url={self.teacher_base_url!r}` needs `teacher_model`, the model name the server serves."
+            )
+        for name in ("teacher_num_samples", "teacher_max_new_tokens", "teacher_max_concurrency"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        _check_range("teacher_timeout", self.teacher_timeout, 0.0, None, low_open=True, fix="Use e.g. 60 seconds.")
         super().__post_init__()
 
 

@@ -47,18 +47,28 @@ class ColumnTeacher:
         return f"ColumnTeacher(column={self.column!r})"
 
 
-def resolve_teacher(teacher: Teacher | None, teacher_column: str | None) -> Teacher | None:
-    """The teacher the trainer uses: an explicit `teacher=` wins, else the `teacher_column`, else none (NCQ only)."""
+def resolve_teacher(teacher: Teacher | None, args=None) -> Teacher | None:
+    """The teacher the trainer uses: an explicit `teacher=` callable wins, else the source the config names
+    (`teacher_column`, `teacher_model` with or without `teacher_base_url`), else none (NCQ prompts only)."""
     if teacher is not None:
         if not callable(teacher):
             raise TypeError(
                 f"`teacher` must be callable as teacher(rows) -> list[list[str]], got {type(teacher).__name__}. "
-                "Pass a function, or set `teacher_column` in ZPPOConfig to use a dataset column."
+                "Pass a function, or set `teacher_column` / `teacher_model` in ZPPOConfig."
             )
-        if teacher_column is not None:
-            logger.warning("Both `teacher=` and `teacher_column=%r` are set: the `teacher` callable is used.", teacher_column)
         return teacher
-    return ColumnTeacher(teacher_column) if teacher_column is not None else None
+    if args is None:
+        return None
+    if args.teacher_column is not None:
+        return ColumnTeacher(args.teacher_column)
+    if args.teacher_base_url is not None:
+        return OpenAITeacher(args.teacher_base_url, args.teacher_model, num_samples=args.teacher_num_samples,
+                             max_tokens=args.teacher_max_new_tokens, timeout=args.teacher_timeout,
+                             max_concurrency=args.teacher_max_concurrency)  # fmt: skip
+    if args.teacher_model is not None:
+        return ModelTeacher(args.teacher_model, num_samples=args.teacher_num_samples,
+                            max_new_tokens=args.teacher_max_new_tokens, compress=args.teacher_compress)  # fmt: skip
+    return None
 
 
 def solutions_for(teacher: Teacher | None, rows: Sequence[dict]) -> tuple[list[list[str]], int, str | None]:

@@ -20,6 +20,7 @@ answer broadcast.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import os
@@ -41,6 +42,7 @@ from .batching import HINT_FLAG, concat_rollout_batches, regroup_micro_batches
 from .buffer import STATE_FILE_NAME, BufferStateError, HardQuestionBuffer, read_state_file, write_state_file
 from .config import ZPPOConfig
 from .model_card import zppo_card_section
+from .quantization import disable_cpu_inference_repacking
 from .prompts import append_to_prompt, build_hint_prompt, completion_text
 from .replay import (
     HardVisit,
@@ -128,9 +130,14 @@ class ZPPOTrainer(GRPOTrainer):
                 "`remove_unused_columns=True` would drop the `prompt_id` and answer columns ZPPO needs. Set "
                 "remove_unused_columns=False (the GRPOConfig default)."
             )
+        if args.use_vllm and importlib.util.find_spec("vllm") is None:
+            raise ImportError(
+                "`use_vllm=True` but vLLM is not installed (it needs a CUDA machine): pip install 'zppo-trl[vllm]', "
+                "or set use_vllm=False. With vLLM, ZPPO's hint prompts go through the same vLLM path as plain ones."
+            )
         train_dataset = _prepare_train_dataset(train_dataset, args, reward_list)
         eval_dataset = _with_prompt_ids(eval_dataset)
-        self.teacher = resolve_teacher(teacher, args.teacher_column)
+        self.teacher = resolve_teacher(teacher, args)
 
         super().__init__(
             model=model,
@@ -142,6 +149,7 @@ class ZPPOTrainer(GRPOTrainer):
             **kwargs,
         )
 
+        disable_cpu_inference_repacking(self.model)  # QLoRA on CPU: see quantization.py
         self._correctness_index = _resolve_correctness(args.correctness_reward, self.reward_func_names)
         self.replay_buffer = HardQuestionBuffer(capacity=args.replay_capacity, hard_threshold=args.hard_threshold)
         self._row_index = {pid: i for i, pid in enumerate(self.train_dataset["prompt_id"])}
