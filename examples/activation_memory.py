@@ -61,12 +61,18 @@ def main():
         return
     runs = []
     for batch in (2, 4):
-        cmd = [sys.executable, __file__, "--one", str(batch), str(args.length)] + (["--model", args.model] if args.model else [])
-        runs.append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]))
+        cmd = [sys.executable, __file__, "--one", str(batch), str(args.length)] + (
+            ["--model", args.model] if args.model else []
+        )
+        runs.append(
+            json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        )
     key = "peak_cuda_bytes" if "peak_cuda_bytes" in runs[0] else "peak_rss_bytes"
     per_token = (runs[1][key] - runs[0][key]) / (runs[1]["tokens"] - runs[0]["tokens"])
-    print(f"device {runs[0]['device']}, {runs[0]['dtype']}: {per_token / 2**20:.3f} MiB per trained token "
-          f"(LoRA r=16, full logits), weights {runs[0]['weights_bytes'] / 2**30:.2f} GiB")
+    print(
+        f"device {runs[0]['device']}, {runs[0]['dtype']}: {per_token / 2**20:.3f} MiB per trained token "
+        f"(LoRA r=16, full logits), weights {runs[0]['weights_bytes'] / 2**30:.2f} GiB"
+    )
     for gib in (16, 24):
         free = gib * 2**30 * 0.8 - runs[0]["weights_bytes"]  # 20% headroom for the allocator, CUDA context, vLLM off
         print(f"  {gib} GB GPU: about {int(free / per_token):,} tokens per micro-batch at this per-token cost")

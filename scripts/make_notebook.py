@@ -1,6 +1,7 @@
 """Writes notebooks/zppo_quickstart.ipynb (outputs cleared). Edit this file, not the notebook, then run:
-    python scripts/make_notebook.py
+python scripts/make_notebook.py
 """
+
 import nbformat as nbf
 
 md = nbf.v4.new_markdown_cell
@@ -116,6 +117,12 @@ else:
     card = open(f"{OUTPUT_DIR}/README.md").read()
     print(card[card.index("## ZPPO training"):])  # the section ZPPO adds to TRL's model card"""),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                                                "accelerator": "GPU", "colab": {"provenance": []}})
+nb = nbf.v4.new_notebook(
+    cells=cells,
+    metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "accelerator": "GPU",
+        "colab": {"provenance": []},
+    },
+)
 nbf.write(nb, "notebooks/zppo_quickstart.ipynb")

@@ -36,15 +36,33 @@ class Record(TrainerCallback):
 
 tokenizer = build_char_tokenizer()
 args = ZPPOConfig(
-    output_dir=os.path.join(out_dir, "run"), per_device_train_batch_size=6, num_generations=4,
-    max_completion_length=8, max_steps=5, learning_rate=1e-2, logging_steps=1, report_to="none", use_cpu=True,
-    bf16=False, gradient_checkpointing=False, save_strategy="steps", save_steps=2, seed=0, disable_tqdm=True,
-    teacher_column="solution", hint_ratio=1.0, replay_ratio=0.5,
+    output_dir=os.path.join(out_dir, "run"),
+    per_device_train_batch_size=6,
+    num_generations=4,
+    max_completion_length=8,
+    max_steps=5,
+    learning_rate=1e-2,
+    logging_steps=1,
+    report_to="none",
+    use_cpu=True,
+    bf16=False,
+    gradient_checkpointing=False,
+    save_strategy="steps",
+    save_steps=2,
+    seed=0,
+    disable_tqdm=True,
+    teacher_column="solution",
+    hint_ratio=1.0,
+    replay_ratio=0.5,
 )  # 6 rows per rank, G=4: groups straddle the two ranks on purpose
 record = Record()
 trainer = ZPPOTrainer(
-    model=build_tiny_llama(tokenizer), reward_funcs=scripted_reward, args=args, train_dataset=addition_dataset(16),
-    processing_class=tokenizer, callbacks=[record],
+    model=build_tiny_llama(tokenizer),
+    reward_funcs=scripted_reward,
+    args=args,
+    train_dataset=addition_dataset(16),
+    processing_class=tokenizer,
+    callbacks=[record],
 )
 record.trainer = trainer
 trainer.train(resume_from_checkpoint=os.path.join(args.output_dir, "checkpoint-2") if resume else None)

@@ -39,8 +39,17 @@ def test_concat_refuses_unknown_keys():
 
 def test_regroup_keeps_plain_rows_out_of_long_prompt_micro_batches():
     full = concat_rollout_batches(batch(4, 3, 5, False), batch(4, 50, 5, True), pad_token_id=0)
-    shuffled = {k: (v[torch.randperm(8, generator=torch.Generator().manual_seed(0))] if k not in ("num_items_in_batch",) and v is not None else v) for k, v in full.items()}  # noqa: E501
-    chunks = [{k: (v[i * 4 : (i + 1) * 4] if v is not None and v.ndim else v) for k, v in shuffled.items()} for i in range(2)]  # noqa: E501
+    shuffled = {
+        k: (
+            v[torch.randperm(8, generator=torch.Generator().manual_seed(0))]
+            if k not in ("num_items_in_batch",) and v is not None
+            else v
+        )
+        for k, v in full.items()
+    }  # noqa: E501
+    chunks = [
+        {k: (v[i * 4 : (i + 1) * 4] if v is not None and v.ndim else v) for k, v in shuffled.items()} for i in range(2)
+    ]  # noqa: E501
     regrouped = regroup_micro_batches(chunks)
     assert [c[HINT_FLAG].tolist() for c in regrouped] == [[False] * 4, [True] * 4]
     assert regrouped[0]["prompt_ids"].shape[1] == 2  # plain micro-batch trimmed to its own padding

@@ -24,7 +24,9 @@ def test_gsm8k_answers_parse_into_gold_and_reference_solution():
     gold, solution = parse_gsm8k_answer(GSM8K_ROWS[0]["answer"])
     assert gold == "72" and "<<" not in solution and solution.endswith("The answer is \\boxed{72}.")
     dataset = to_zppo_format(Dataset.from_list(GSM8K_ROWS))
-    assert dataset[1]["answer"] == "2400" and dataset[1]["prompt"] == [{"role": "user", "content": GSM8K_ROWS[1]["question"]}]
+    assert dataset[1]["answer"] == "2400" and dataset[1]["prompt"] == [
+        {"role": "user", "content": GSM8K_ROWS[1]["question"]}
+    ]
     # the reference solution is itself scored correct: it can serve as the BCQ teacher
     assert boxed_accuracy_reward(dataset["solution"], dataset["answer"]) == [1.0, 1.0]
     with pytest.raises(ValueError, match="#### <answer>"):

@@ -29,7 +29,11 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "mode, resumes_from",
-    [("kill_after_step3", "checkpoint-2"), ("kill_during_save4", "checkpoint-2"), ("kill_after_save4", "checkpoint-4")],
+    [
+        ("kill_after_step3", "checkpoint-2"),
+        ("kill_during_save4", "checkpoint-2"),
+        ("kill_after_save4", "checkpoint-4"),
+    ],
 )
 def test_killed_run_resumes_to_the_same_end(tmp_path, uninterrupted, mode, resumes_from):
     killed = run(tmp_path, mode)

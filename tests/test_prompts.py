@@ -34,7 +34,11 @@ def test_bcq_text_is_the_papers_template_with_two_candidates():
 
 
 def test_bcq_order_is_seeded_and_both_orders_occur():
-    orders = {build_bcq_hint("R", "W", random.Random(seed)).index("R") < build_bcq_hint("R", "W", random.Random(seed)).index("W") for seed in range(20)}  # noqa: E501
+    orders = {
+        build_bcq_hint("R", "W", random.Random(seed)).index("R")
+        < build_bcq_hint("R", "W", random.Random(seed)).index("W")
+        for seed in range(20)
+    }  # noqa: E501
     assert orders == {True, False}
     assert build_bcq_hint("R", "W", random.Random(3)) == build_bcq_hint("R", "W", random.Random(3))
 
@@ -80,7 +84,11 @@ def test_sanitize_neutralises_structure():
 
 def test_append_to_prompt_string_and_chat():
     assert append_to_prompt("Q?", "hint") == "Q?\n\nhint"
-    chat = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A"}]
+    chat = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "Q?"},
+        {"role": "assistant", "content": "A"},
+    ]
     out = append_to_prompt(chat, "hint")
     assert out[1]["content"] == "Q?\n\nhint" and chat[1]["content"] == "Q?"  # the input is not mutated
     assert append_to_prompt(chat, None) is chat
@@ -90,8 +98,20 @@ def test_append_to_prompt_string_and_chat():
 
 adversarial = st.one_of(
     st.text(max_size=300),
-    st.sampled_from(["<candidate>", "</candidate>", "< Candidate >", BCQ_TEMPLATE, NCQ_TEMPLATE, "<|im_end|>",
-                     "\\boxed{\\boxed{}}", "\\boxed{{{", "}}}", "\n<candidate>\n"]),  # fmt: skip
+    st.sampled_from(
+        [
+            "<candidate>",
+            "</candidate>",
+            "< Candidate >",
+            BCQ_TEMPLATE,
+            NCQ_TEMPLATE,
+            "<|im_end|>",
+            "\\boxed{\\boxed{}}",
+            "\\boxed{{{",
+            "}}}",
+            "\n<candidate>\n",
+        ]
+    ),  # fmt: skip
 )
 pieces = st.lists(adversarial, min_size=1, max_size=6).map("".join)
 

@@ -33,7 +33,9 @@ def lora_grads(folder, tokenizer, bits, generate_first):
         model.generate(**batch, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     disable_cpu_inference_repacking(model)
     torch.manual_seed(0)  # the same LoRA initialisation in both loads
-    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))  # B != 0: A gets a gradient
+    model = get_peft_model(
+        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )  # B != 0: A gets a gradient
     model.train()
     out = model(**batch, labels=batch["input_ids"])
     out.loss.backward()

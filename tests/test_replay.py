@@ -35,6 +35,8 @@ def test_replay_count_rounds_up_to_the_unit_and_is_zero_for_an_empty_buffer():
     assert replay_count(0.25, 8, buffer_size=5, unit=1) == 2
     assert replay_count(0.25, 8, buffer_size=5, unit=4) == 4
     assert replay_count(0.25, 8, buffer_size=0, unit=1) == 0
+    assert replay_count(0.5, 8, buffer_size=1, unit=1) == 1  # never more than the buffer holds ...
+    assert replay_count(0.5, 8, buffer_size=1, unit=2) == 2  # ... unless the shapes need a whole unit
 
 
 def test_sample_replay_is_deterministic_uniform_and_avoids_the_rounds_new_prompts():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from zppo_trl.rewards import boxed_accuracy_reward, strip_markers
 from zppo_trl import ZPPOConfig
+from zppo_trl.rewards import boxed_accuracy_reward, strip_markers
 from zppo_trl.teachers import ColumnTeacher, OpenAITeacher, resolve_teacher, solutions_for
 
 

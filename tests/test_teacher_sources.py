@@ -4,10 +4,10 @@ tiny model), including a server that hangs and one that returns malformed JSON."
 import time
 
 import pytest
-
 from openai_server import ChatServer
+
 from zppo_trl.teachers import ModelTeacher, OpenAITeacher, extract_summary, gold_answer_verifier, solutions_for
-from zppo_trl.tiny import addition_dataset, build_tiny_llama
+from zppo_trl.tiny import build_tiny_llama
 
 ROWS = [{"prompt": [{"role": "user", "content": "What is 40 + 2?"}], "answer": "42"},
         {"prompt": "What is 1 + 1?", "answer": "2"}]  # fmt: skip

@@ -284,8 +284,9 @@ def test_wrapped_trl_methods_keep_their_signature(name):
 def test_generate_returns_completions_where_the_trainer_reads_them():
     source = inspect.getsource(GRPOTrainer._generate)
     # ZPPOTrainer._generate reads result[3]; TRL returns (prompt_ids, completion_ids, tool_mask, completions, ...)
-    assert "prompt_ids_list,\n            completion_ids_list,\n            tool_mask_list,\n            completions," in (
-        inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert (
+        "prompt_ids_list,\n            completion_ids_list,\n            tool_mask_list,\n            completions,"
+        in (inspect.getsource(GRPOTrainer._generate_and_score_completions))
     )
     assert "return" in source
 

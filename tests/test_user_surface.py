@@ -43,7 +43,9 @@ def upload_files(folder):
     for dirpath, _, names in os.walk(folder):
         for name in names:
             rel = os.path.relpath(os.path.join(dirpath, name), folder)
-            if not any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel.split(os.sep)[0], p) for p in ("_*", "checkpoint-*")):
+            if not any(
+                fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel.split(os.sep)[0], p) for p in ("_*", "checkpoint-*")
+            ):
                 files.append(rel)
     return sorted(files)
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from datasets import Dataset
 from trl import GRPOConfig
 
 from zppo_trl.tiny import addition_dataset

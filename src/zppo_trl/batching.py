@@ -71,10 +71,7 @@ def _num_rows(batch: dict) -> int:
 
 def take_rows(batch: dict, index: torch.Tensor) -> dict:
     """The rows `index` of every per-row tensor; 0-dim tensors and None pass through."""
-    return {
-        k: (v[index] if isinstance(v, torch.Tensor) and v.ndim > 0 else v)
-        for k, v in batch.items()
-    }
+    return {k: (v[index] if isinstance(v, torch.Tensor) and v.ndim > 0 else v) for k, v in batch.items()}
 
 
 def trim_prompt_padding(batch: dict) -> dict:
@@ -108,6 +105,4 @@ def regroup_micro_batches(chunks: list[dict]) -> list[dict]:
     order = torch.argsort(full[HINT_FLAG].to(torch.int8), stable=True)
     full = take_rows(full, order)
     size = _num_rows(full) // len(chunks)
-    return [
-        trim_prompt_padding(take_rows(full, torch.arange(i * size, (i + 1) * size))) for i in range(len(chunks))
-    ]
+    return [trim_prompt_padding(take_rows(full, torch.arange(i * size, (i + 1) * size))) for i in range(len(chunks))]

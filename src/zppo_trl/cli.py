@@ -37,7 +37,9 @@ class ZPPOScriptArguments(ScriptArguments):
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["boxed_accuracy_reward"],
-        metadata={"help": f"Reward functions: one of {list(REWARD_FUNCS)} or a dotted import path (my_lib.my_reward)."},
+        metadata={
+            "help": f"Reward functions: one of {list(REWARD_FUNCS)} or a dotted import path (my_lib.my_reward)."
+        },
     )
     max_train_prompts: int | None = field(
         default=None, metadata={"help": "Use only the first N training prompts (for quick runs)."}

@@ -74,8 +74,12 @@ def load_embedded_math() -> Dataset:
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return Dataset.from_list(
         [
-            {"prompt_id": r["prompt_id"], "prompt": _as_chat(r["question"]), "answer": r["answer"],
-             "solution": r["solution"]}  # fmt: skip
+            {
+                "prompt_id": r["prompt_id"],
+                "prompt": _as_chat(r["question"]),
+                "answer": r["answer"],
+                "solution": r["solution"],
+            }  # fmt: skip
             for r in rows
         ]
     )

@@ -37,5 +37,7 @@ def disable_cpu_inference_repacking(model) -> int:
             )
             restored += 1
     if restored:
-        logger.warning("restored %d 4-bit layers repacked for CPU inference, so their LoRA gradients are right", restored)
+        logger.warning(
+            "restored %d 4-bit layers repacked for CPU inference, so their LoRA gradients are right", restored
+        )
     return restored

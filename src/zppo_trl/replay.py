@@ -38,12 +38,12 @@ def ratio_count(ratio: float, num_new: int) -> int:
 
 
 def replay_count(ratio: float, num_new: int, buffer_size: int, unit: int) -> int:
-    """Number of buffered questions replayed in a round: `ratio_count`, rounded *up* to a multiple of `unit`
-    (see `group_unit`); 0 when the buffer is empty. With `unit == 1` (e.g. one process, or G divisible by
-    `P * spg`) this is exactly the paper's `round(0.25 * N)`."""
+    """Number of buffered questions replayed in a round: `ratio_count`, at most the buffer's size, then rounded *up*
+    to a multiple of `unit` (see `group_unit`); 0 when the buffer is empty. With `unit == 1` (e.g. one process, or G
+    divisible by `P * spg`) this is exactly the paper's `round(0.25 * N)`, capped by what the buffer holds."""
     if buffer_size <= 0:
         return 0
-    return math.ceil(ratio_count(ratio, num_new) / unit) * unit
+    return math.ceil(min(ratio_count(ratio, num_new), buffer_size) / unit) * unit
 
 
 def fit_to_unit(items: Sequence, unit: int) -> list:

@@ -180,7 +180,9 @@ class ModelTeacher:
         from .prompts import COMPRESSION_TEMPLATE
 
         flat = [c for cs in kept for c in cs]
-        summaries = self.generate([[{"role": "user", "content": COMPRESSION_TEMPLATE.format(candidate=c)}] for c in flat], 1)
+        summaries = self.generate(
+            [[{"role": "user", "content": COMPRESSION_TEMPLATE.format(candidate=c)}] for c in flat], 1
+        )
         compressed = iter(extract_summary(s[0]) or c for c, s in zip(flat, summaries))
         return [[next(compressed) for _ in cs] for cs in kept]
 
@@ -227,7 +229,9 @@ class OpenAITeacher:
                 request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     payload = json.loads(response.read().decode("utf-8"))
-                return [c["message"]["content"] for c in payload["choices"] if isinstance(c["message"]["content"], str)]
+                return [
+                    c["message"]["content"] for c in payload["choices"] if isinstance(c["message"]["content"], str)
+                ]
             except (urllib.error.URLError, TimeoutError, OSError, ValueError, KeyError, TypeError) as err:
                 error = f"{type(err).__name__}: {str(err)[:200]}"  # the key is in no error text: it is only a header
                 if attempt < self.max_retries:

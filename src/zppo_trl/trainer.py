@@ -42,8 +42,8 @@ from .batching import HINT_FLAG, concat_rollout_batches, regroup_micro_batches
 from .buffer import STATE_FILE_NAME, BufferStateError, HardQuestionBuffer, read_state_file, write_state_file
 from .config import ZPPOConfig
 from .model_card import zppo_card_section
-from .quantization import disable_cpu_inference_repacking
 from .prompts import append_to_prompt, build_hint_prompt, completion_text
+from .quantization import disable_cpu_inference_repacking
 from .replay import (
     HardVisit,
     fit_to_unit,
@@ -157,10 +157,12 @@ class ZPPOTrainer(GRPOTrainer):
         self.last_round: dict = {}  # what the latest round fed the student (ids, hint prompts as seen), for logs
         self._teacher_warned = False
         self._micro_batch_hint_flags: torch.Tensor | None = None  # set by _compute_loss for one micro-batch
-        num_new = args.generation_batch_size // self.num_generations
-        unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, self.num_generations)
-        extra_groups = replay_count(args.replay_ratio, num_new, 1, unit) + max(ratio_count(args.hint_ratio, num_new), unit)
-        self._logs = _completions_table_logs(self._logs, args.generation_batch_size + extra_groups * self.num_generations)
+        G, num_new = self.num_generations, args.generation_batch_size // self.num_generations
+        unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
+        most_extra = replay_count(args.replay_ratio, num_new, args.replay_capacity, unit) + max(
+            ratio_count(args.hint_ratio, num_new), unit
+        )
+        self._logs = _completions_table_logs(self._logs, args.generation_batch_size + most_extra * G)
         self._last_completions: list = []
         self._last_rewards_per_func: torch.Tensor | None = None
         _warn_if_checkpoints_split_rounds(args)
@@ -198,11 +200,12 @@ class ZPPOTrainer(GRPOTrainer):
             self._zppo_round,
             exclude={row["prompt_id"] for row in new_groups},
         )
+        replay_rows = [self._dataset_row(pid) for pid in replay_ids]
         plain_groups = [self._as_model_input(r, "plain") for r in new_groups]
-        plain_groups += [self._as_model_input(self._dataset_row(pid), "replay") for pid in replay_ids]
+        plain_groups += [self._as_model_input(r, "replay") for r in replay_rows]
         output = self._rollout(plain_groups)
         plain_rewards = self._last_rewards_per_func
-        visits = self._visits(new_groups + [self._dataset_row(pid) for pid in replay_ids], plain_rewards)
+        visits = self._visits(new_groups + replay_rows, plain_rewards)
 
         # 2. the buffer learns from plain rollouts only
         before = self.replay_buffer.counters()
@@ -212,7 +215,7 @@ class ZPPOTrainer(GRPOTrainer):
         # 3. hint prompts for the round's hardest questions, rolled out as their own groups
         plan, teacher_failures = self._plan_hints(visits, num_new, unit)
         hint_rewards = None
-        output[HINT_FLAG] = torch.zeros(output["advantages"].shape[0], dtype=torch.bool, device=output["advantages"].device)
+        output[HINT_FLAG] = torch.zeros_like(output["advantages"], dtype=torch.bool)
         if plan:
             hint_groups = [row for _, row in plan]
             hint_output = self._hint_pass(hint_groups)
@@ -224,11 +227,12 @@ class ZPPOTrainer(GRPOTrainer):
         if args.advantage_estimator == "zppo":
             output["advantages"] = self._zppo_local_advantages([plain_rewards, hint_rewards])
 
-        self._log_round(before, len(replay_ids), plan, hint_rewards, teacher_failures)
         after = self.replay_buffer.counters()
+        counts = {key: after[key] - before[key] for key in after}  # admitted / graduated / evicted this round
+        self._log_round(counts, len(replay_ids), plan, hint_rewards, teacher_failures)
         self.last_round = {
             "round": self._zppo_round,
-            **{key: after[key] - before[key] for key in after},
+            **counts,
             "buffer_size": len(self.replay_buffer),
             "teacher_failures": teacher_failures,
             "new": [row["prompt_id"] for row in new_groups],
@@ -272,12 +276,8 @@ class ZPPOTrainer(GRPOTrainer):
         completions = gather_object(self._last_completions)
         visits = []
         for g, row in enumerate(rows):
-            wrong = [
-                completion_text(completions[g * G + i]) for i in range(G) if scored[g, i] and not correct[g, i]
-            ]
-            visits.append(
-                HardVisit(row["prompt_id"], g, int(correct[g].sum()), int(scored[g].sum()), row, wrong)
-            )
+            wrong = [completion_text(completions[g * G + i]) for i in range(G) if scored[g, i] and not correct[g, i]]
+            visits.append(HardVisit(row["prompt_id"], g, int(correct[g].sum()), int(scored[g].sum()), row, wrong))
         return visits
 
     def _plan_hints(self, visits: list[HardVisit], num_new: int, unit: int) -> tuple[list[tuple[str, dict]], int]:
@@ -417,11 +417,10 @@ class ZPPOTrainer(GRPOTrainer):
         aux = None if outputs[0][2] is None else sum(o[2] * len(r) for o, r in zip(outputs, order)) / len(flags)
         return logps, entropies, aux
 
-    def _log_round(self, before, replayed, plan, hint_rewards, teacher_failures):
+    def _log_round(self, counts, replayed, plan, hint_rewards, teacher_failures):
         metrics, buf = self._metrics["train"], self.replay_buffer
-        after = buf.counters()
-        for key in ("admitted", "graduated", "evicted"):
-            metrics[f"zppo/{key}"].append(float(after[key] - before[key]))
+        for key, value in counts.items():
+            metrics[f"zppo/{key}"].append(float(value))
         kinds = [kind for kind, _ in plan]
         metrics["zppo/replayed"].append(float(replayed))
         metrics["zppo/bcq_prompts"].append(float(kinds.count("bcq")))
@@ -430,7 +429,7 @@ class ZPPOTrainer(GRPOTrainer):
         for kind in ("bcq", "ncq"):
             metrics[f"zppo/{kind}_accuracy"].append(self._hint_accuracy(kinds, hint_rewards, kind))
         metrics["zppo/buffer_size"].append(float(len(buf)))
-        for key, value in after.items():
+        for key, value in buf.counters().items():
             metrics[f"zppo/total_{key}"].append(float(value))
         for k in range(self.num_generations + 1):
             if k / self.num_generations < self.args.hard_threshold:
@@ -460,7 +459,9 @@ class ZPPOTrainer(GRPOTrainer):
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
             write_state_file(os.path.join(folder, STATE_FILE_NAME), self.zppo_state())
 
     def _load_optimizer_and_scheduler(self, checkpoint):
@@ -498,7 +499,9 @@ class ZPPOTrainer(GRPOTrainer):
                 raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete ZPPO "
                                  "checkpoint. Train from scratch (resume_from_checkpoint=None).")  # fmt: skip
         output = super().train(resume_from_checkpoint, *args, **kwargs)
-        if self.args.should_save:  # the final buffer and logs, next to the final model (HF saves logs only in checkpoints)
+        if (
+            self.args.should_save
+        ):  # the final buffer and logs, next to the final model (HF saves logs only in checkpoints)
             write_state_file(os.path.join(self.args.output_dir, STATE_FILE_NAME), self.zppo_state())
             self.state.save_to_json(os.path.join(self.args.output_dir, "trainer_state.json"))
         return output
