@@ -123,12 +123,11 @@ def pretrain(tokenizer, steps: int, seed: int):
 
 def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
     import torch
+    from transformers import LlamaForCausalLM
 
     from zppo_trl import ZPPOConfig, ZPPOTrainer
     from zppo_trl.evaluation import plain_accuracy
     from zppo_trl.tiny import build_char_tokenizer
-
-    from transformers import LlamaForCausalLM
 
     torch.set_num_threads(1)
     _, rl_steps, new_prompts = PROFILES[profile]
@@ -153,7 +152,7 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
         disable_tqdm=True, teacher_column="solution", replay_ratio=replay, hint_ratio=hints, use_ncq=False,
         candidate_max_tokens=16, hint_prompt_max_tokens=512, temperature=1.0, beta=0.0,
     )  # fmt: skip
-    completions, times = [], []
+    completions = []
     trainer = ZPPOTrainer(model=model, reward_funcs=exact_answer_reward, args=args, train_dataset=train,
                           processing_class=tokenizer)  # fmt: skip
     original = trainer._generate
