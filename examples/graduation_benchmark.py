@@ -19,6 +19,11 @@ Design (why a hard family exists that hints can open and replay alone cannot):
 - Whether solving hinted prompts teaches the plain hard map (graduation) is what the benchmark measures.
 - Methods, all with ZPPOTrainer so the buffer statistics are tracked the same way: `grpo` (replay 0, hints 0: the
   buffer only records), `grpo_replay` (GRPO†: replay, no hints), `hints_only` (hints, no replay), `zppo` (both).
+Status (measured once, seed 0, 1200 pretraining steps, ~30 min on the 2-core machine): easy plain accuracy 99.6%,
+hard plain 0% (as designed), but hard BCQ 0% too, so there is no zone yet. Likely cause: in pretraining the wrong
+candidate differs from the right one only in its last digit, while a real BCQ wrong candidate (the student's own
+easy-map answer) differs in every digit; the next attempt should draw pretraining wrong candidates like real ones,
+and shorten pretraining so `--quick` fits its 15 minutes. No report.json from this design has been published.
 Report fields per method (averaged over seeds, per-seed values under `per_seed`): graduation_rate,
 admissions_by_bin, graduations_by_bin, heldout(_hard)_accuracy_before/after, bcq/ncq_accuracy,
 seconds_per_completion, peak_rss_mb, steps. Ratios are reported only where each side has >= 10 admissions.
