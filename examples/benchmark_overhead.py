@@ -16,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,7 +41,7 @@ def run_one(method: str, steps: int, size: str) -> dict:
     def reward(completions, prompt_id, **kwargs):
         return [float(pid % 2 == 1) for pid in prompt_id]
 
-    common = dict(output_dir=f"/tmp/zppo-bench-{method}", per_device_train_batch_size=16, num_generations=4,
+    common = dict(output_dir=os.path.join(tempfile.gettempdir(), f"zppo-bench-{method}"), per_device_train_batch_size=16, num_generations=4,
                   max_completion_length=32, max_steps=steps, learning_rate=1e-4, logging_steps=1, report_to="none",
                   use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no", seed=0,
                   disable_tqdm=True)  # fmt: skip

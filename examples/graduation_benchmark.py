@@ -2,7 +2,7 @@
 
     python examples/graduation_benchmark.py --quick --out runs/bench          # 1 seed, fewer steps
     python examples/graduation_benchmark.py --seeds 0,1,2 --out runs/bench    # the default run
-    python examples/graduation_benchmark.py --smoke --out /tmp/bench          # CI: a few steps, fills every field
+    python examples/graduation_benchmark.py --smoke --out runs/bench-smoke    # CI: a few steps, fills every field
 
 Writes DIR/report.json and DIR/graduation.png (cumulative graduations by entry bin over steps, per method).
 
