@@ -94,12 +94,6 @@ class HardQuestionBuffer:
         """Buffered prompt ids in FIFO order (oldest first)."""
         return list(self._entries)
 
-    def accuracy(self, prompt_id) -> float:
-        return self._entries[prompt_id].accuracy
-
-    def entry(self, prompt_id) -> BufferEntry:
-        return self._entries[prompt_id]
-
     # ----------------------------------------------------------------------------------------------------------------
     # updates
 
