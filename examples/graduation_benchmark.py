@@ -6,27 +6,42 @@
 
 Writes DIR/report.json and DIR/graduation.png (cumulative graduations by entry bin over steps, per method).
 
-Design (why a hard family exists that hints can open and replay alone cannot):
-- Questions `k=bad s=4?`: a 3-letter key over a..j and a check digit `s`. The answer maps each letter to a digit:
-  easy family `a->0 ... j->9` ("bad" -> "103"); hard family, marked `h` (`k=bad s=5 h?`), uses the shifted map
-  `a->1 ... j->0` ("bad" -> "214"). The check digit `s` is the answer's last digit.
-- The student (a ~1M-parameter char-level Llama) is pretrained inside the run, fixed seed and fixed step count, on
-  (i) easy questions with their answers, and (ii) the exact BCQ prompt format over *random* candidate pairs, easy
-  and hard markers alike, where the target is the candidate whose last digit is `s` (with some label noise, so it
-  stays imperfect). The hard map is never a pretraining target. So plain hard accuracy is 0 (the student answers
-  with the easy map, whose last digit contradicts `s`), replay alone has nothing to reinforce, but a BCQ prompt is
-  solvable by checking the last digit against `s` — a skill the student has, and that its own default answer fails.
-- Whether solving hinted prompts teaches the plain hard map (graduation) is what the benchmark measures.
-- Methods, all with ZPPOTrainer so the buffer statistics are tracked the same way: `grpo` (replay 0, hints 0: the
-  buffer only records), `grpo_replay` (GRPO†: replay, no hints), `hints_only` (hints, no replay), `zppo` (both).
-Status (measured once, seed 0, 1200 pretraining steps, ~30 min on the 2-core machine): easy plain accuracy 99.6%,
-hard plain 0% (as designed), but hard BCQ 0% too, so there is no zone yet. Likely cause: in pretraining the wrong
-candidate differs from the right one only in its last digit, while a real BCQ wrong candidate (the student's own
-easy-map answer) differs in every digit; the next attempt should draw pretraining wrong candidates like real ones,
-and shorten pretraining so `--quick` fits its 15 minutes. No report.json from this design has been published.
+Task and student (why a zone of proximal development exists, and what is and is not shown):
+- A question `k=bad s=4 h?` names a 3-letter key over a..j, a check digit `s` and a family marker. The answer is a
+  rule tag and one digit per letter: rule A maps a->0 ... j->9 ("A103"), rule B maps a->1 ... j->0 ("B214"); `s`
+  is the last digit of the true answer. Easy questions (no marker) use rule A; hard questions (marker `h`) use B.
+- The student, a ~1M-parameter char-level Llama, is pretrained inside the run (fixed seed, 1,000 steps of 32
+  examples, never a time budget) on: easy questions (rule A); "practice" questions, marker `p`, with rule B (so
+  it can execute B); hard questions labelled with rule A (a misconception: it is sure `h` means A); and the exact
+  BCQ prompt format over markers "", p, x, y, z whose right candidate is the one whose last digit is `s` (x/y/z
+  are decidable only that way), 10% labelled with the wrong candidate so the selector stays imperfect.
+- Result of that pretraining (seed 0 probe): easy 99.8%, practice 99.6%, hard plain 0/512 samples, hard BCQ (the
+  true answer and the student's own rule-A answer as candidates) 64%; seeds 1 and 2: hard BCQ 44% and 43%. That is
+  the zone: unreachable alone, often solvable with the two candidates.
+- RL samples with `min_p=0.1`. Without it, a hard answer at log-probability -7.6 is drawn about once per few
+  thousand rollouts, and one lucky sample flipped the whole family under GRPO† at lr 1e-3 (measured: hard
+  held-out 0% -> 99.6%): that measures a lottery, not hints. With min_p a never-sampled answer stays never
+  sampled unless its probability rises, so GRPO and GRPO† get exactly zero gradient from hard questions.
+- What is measured: whether training on hinted prompts moves the plain hard answer (graduations, plain hard
+  held-out accuracy, and the mean log-probability of the gold answer, which moves before any sample is right),
+  and how much the hinted skill itself improves (hard BCQ held-out accuracy before/after).
+- Methods all run ZPPOTrainer so the buffer statistics are tracked the same way: `grpo` (replay 0, hints 0: the
+  buffer only records), `grpo_replay` (GRPO†: replay 0.5, no hints), `hints_only` (BCQ 0.5, no replay), `zppo`
+  (both). NCQ is off (`use_ncq=False`): the student never saw that format, and every hard question has a teacher
+  solution, so `ncq_accuracy` is null. Same student checkpoint, seed, data order and steps for all four.
+- Measured outcome (`--seeds 0,1,2`, 60 steps, table in the README and docs/measurements.md): GRPO and GRPO†
+  never move (0/180 graduations; the hard answer's log-probability unchanged to the last digit). Hints-only and
+  ZPPO solve hinted prompts more and more often (hard BCQ 50% -> ~90%) and raise the plain hard answer's
+  log-probability in every seed; in one seed of three that crossed the sampling threshold and the whole family
+  flipped (hard plain held-out 0% -> 99%, every admitted question graduated; ZPPO by step ~17, hints-only by
+  ~30), in the other two it stayed unsampled (0%). So hints open a door that replay alone cannot, but not reliably
+  in 60 steps; the paper's ratio targets are undefined here because GRPO† graduates nothing.
+
 Report fields per method (averaged over seeds, per-seed values under `per_seed`): graduation_rate,
-admissions_by_bin, graduations_by_bin, heldout(_hard)_accuracy_before/after, bcq/ncq_accuracy,
-seconds_per_completion, peak_rss_mb, steps. Ratios are reported only where each side has >= 10 admissions.
+admissions_by_bin, graduations_by_bin, heldout(_hard)_accuracy_before/after, heldout_hard_bcq_accuracy_before/after,
+heldout_hard_gold_logprob_before/after, bcq/ncq_accuracy, seconds_per_completion, seconds_per_step, peak_rss_mb,
+steps, cost_vs_grpo (ratios to GRPO in the same run). ZPPO/GRPO† graduation ratios (overall and entry bin 0) are
+reported only where each side has >= 10 admissions and GRPO† graduated at least one, else null.
 """
 
 import argparse
@@ -37,93 +52,127 @@ import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 LETTERS = "abcdefghij"
+RULES = {"A": 0, "B": 1}  # the tag names the digit map: A = identity (a->0), B = shifted (a->1)
+BCQ_MARKERS = ("", "p", "x", "y", "z")  # "" and "p" have known rules; x/y/z are decidable only by the check digit
+PRETRAIN_MIX = {"easy": 0.3, "practice": 0.2, "hard": 0.2}  # the rest (0.3) are BCQ-format selection examples
+LABEL_NOISE = 0.1  # share of BCQ pretraining examples labelled with the wrong candidate: keeps the selector imperfect
+MIN_P = 0.1  # rollouts drop tokens below 0.1 x the top token's probability: "unreachable" means never sampled
 METHODS = {  # (replay_ratio, hint_ratio)
     "grpo": (0.0, 0.0),
     "grpo_replay": (0.5, 0.0),
     "hints_only": (0.0, 0.5),
     "zppo": (0.5, 0.5),
 }
-PROFILES = {  # pretrain steps, RL steps, new prompts per RL step
-    "default": (1200, 60, 8),
-    "quick": (1200, 30, 8),
-    "smoke": (30, 2, 4),
+PROFILES = {  # pretraining steps, RL steps, new prompts per RL step, train keys, held-out keys
+    "default": (1000, 60, 8, 60, 32),
+    "quick": (1000, 30, 8, 40, 32),
+    "smoke": (20, 2, 4, 8, 4),
 }
 
 
-def answer(key: str, hard: bool) -> str:
-    return "".join(str((LETTERS.index(c) + hard) % 10) for c in key)
+def answer(key: str, rule: str) -> str:
+    """The tag, then one digit per letter: answer("bad", "B") == "B214"."""
+    return rule + "".join(str((LETTERS.index(c) + RULES[rule]) % 10) for c in key)
 
 
-def question(key: str, hard: bool) -> str:
-    return f"k={key} s={answer(key, hard)[-1]}{' h' if hard else ''}?"
+def question(key: str, marker: str, rule: str) -> str:
+    """`k=bad s=4 h?`: the key, the check digit (last digit of the true answer) and the family marker."""
+    return f"k={key} s={answer(key, rule)[-1]}{' ' + marker if marker else ''}?"
 
 
-def make_dataset(n: int, hard_share: float, seed: int):
+def make_datasets(seed: int, train_keys: int, heldout_keys: int):
+    """Train and held-out questions over disjoint keys; each key is asked once as easy and once as hard."""
     from datasets import Dataset
 
-    rng, rows, seen = random.Random(seed), [], set()
-    while len(rows) < n:
-        key, hard = "".join(rng.choice(LETTERS) for _ in range(3)), rng.random() < hard_share
-        if (key, hard) in seen:
-            continue
-        seen.add((key, hard))
-        rows.append({"prompt": question(key, hard), "answer": answer(key, hard), "solution": answer(key, hard),
-                     "family": "hard" if hard else "easy"})  # fmt: skip
-    return Dataset.from_list(rows)
+    keys = [a + b + c for a in LETTERS for b in LETTERS for c in LETTERS]
+    random.Random(seed).shuffle(keys)
+
+    def rows(chosen):
+        out = []
+        for key in chosen:
+            for family, marker, rule in (("easy", "", "A"), ("hard", "h", "B")):
+                gold = answer(key, rule)
+                out.append({"prompt": question(key, marker, rule), "answer": gold, "solution": gold, "family": family})
+        return Dataset.from_list(out)
+
+    return rows(keys[:train_keys]), rows(keys[train_keys : train_keys + heldout_keys])
+
+
+def with_bcq_hint(dataset, seed: int):
+    """The hard rows as BCQ prompts: the true answer and the student's default (easy-rule) answer, random order."""
+    from zppo_trl.prompts import append_to_prompt, build_bcq_hint
+
+    rng = random.Random(seed)
+
+    def hinted(row):
+        default = "A" + row["answer"][1:].translate(str.maketrans("1234567890", "0123456789"))
+        return {"prompt": append_to_prompt(row["prompt"], build_bcq_hint(row["answer"], default, rng))}
+
+    return dataset.filter(lambda r: r["family"] == "hard").map(hinted)
 
 
 def exact_answer_reward(completions, answer, **kwargs):
     return [float(c.strip() == a) for c, a in zip(completions, answer)]
 
 
+def pretraining_example(rng: random.Random) -> tuple[str, str, str]:
+    """(prompt, target, kind): plain easy / practice / hard-with-the-misconception, or a BCQ selection example."""
+    from zppo_trl.prompts import append_to_prompt, build_bcq_hint
+
+    key, draw = "".join(rng.choice(LETTERS) for _ in range(3)), rng.random()
+    if draw < PRETRAIN_MIX["easy"]:
+        return question(key, "", "A"), answer(key, "A"), "plain"
+    if draw < PRETRAIN_MIX["easy"] + PRETRAIN_MIX["practice"]:
+        return question(key, "p", "B"), answer(key, "B"), "plain"
+    if draw < sum(PRETRAIN_MIX.values()):  # the misconception: hard questions labelled with the easy rule
+        return question(key, "h", "B"), answer(key, "A"), "plain"
+    marker = rng.choice(BCQ_MARKERS)
+    rule = {"": "A", "p": "B"}.get(marker) or rng.choice("AB")
+    right, wrong = answer(key, rule), answer(key, "B" if rule == "A" else "A")
+    target = wrong if rng.random() < LABEL_NOISE else right
+    return append_to_prompt(question(key, marker, rule), build_bcq_hint(right, wrong, rng)), target, "bcq"
+
+
 def pretrain(tokenizer, steps: int, seed: int):
     """Supervised pretraining of the student, fixed seed and step count (never a time budget)."""
     import torch
 
-    from zppo_trl.prompts import append_to_prompt, build_bcq_hint
     from zppo_trl.tiny import build_tiny_llama
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = build_tiny_llama(tokenizer, hidden_size=128, num_layers=4, seed=seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    eos = tokenizer.eos_token
-
-    def example():
-        key = "".join(rng.choice(LETTERS) for _ in range(3))
-        if rng.random() < 0.5:  # (i) easy plain question
-            return question(key, False), answer(key, False)
-        hard = rng.random() < 0.5
-        target = "".join(rng.choice("0123456789") for _ in range(3))
-        check = target[-1]
-        wrong = target[:2] + rng.choice([d for d in "0123456789" if d != check])
-        prompt = f"k={key} s={check}{' h' if hard else ''}?"
-        label = target if rng.random() < 0.85 else wrong  # label noise keeps the selector imperfect
-        return append_to_prompt(prompt, build_bcq_hint(target, wrong, rng)), label
-
+    eos, total = tokenizer.eos_token, 0.0
     model.train()
     for _ in range(steps):
-        batch = [example() for _ in range(32)]
-        ids, labels = [], []
-        for prompt, target in batch:
-            p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            t = tokenizer(target + eos, add_special_tokens=False)["input_ids"]
-            ids.append(p + t)
-            labels.append([-100] * len(p) + t)
-        width = max(map(len, ids))
-        input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(x)) + x for x in ids])
-        label_ids = torch.tensor([[-100] * (width - len(x)) + x for x in labels])
-        mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(x) for x in ids])[:, None]).long()
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=label_ids).loss
-        loss.backward()
+        examples, total = [pretraining_example(rng) for _ in range(32)], 0.0
+        for kind in ("plain", "bcq"):  # two padded batches: short plain rows are not padded to BCQ length
+            pairs = [(p, t) for p, t, k in examples if k == kind]
+            if not pairs:
+                continue
+            ids, labels = [], []
+            for prompt, target in pairs:
+                p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                t = tokenizer(target + eos, add_special_tokens=False)["input_ids"]
+                ids.append(p + t)
+                labels.append([-100] * len(p) + t)
+            width = max(map(len, ids))
+            input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(x)) + x for x in ids])
+            label_ids = torch.tensor([[-100] * (width - len(x)) + x for x in labels])
+            mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(x) for x in ids])[:, None]).long()
+            loss = model(input_ids=input_ids, attention_mask=mask, labels=label_ids).loss * len(pairs) / len(examples)
+            loss.backward()
+            total += loss.item()
         optimizer.step()
         optimizer.zero_grad()
-    return model, float(loss)
+    return model, total
 
 
 def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
@@ -135,27 +184,41 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
     from zppo_trl.tiny import build_char_tokenizer
 
     torch.set_num_threads(1)
-    _, rl_steps, new_prompts = PROFILES[profile]
+    _, rl_steps, new_prompts, train_keys, heldout_keys = PROFILES[profile]
     tokenizer = build_char_tokenizer()
     student_dir = os.path.join(out_dir, f"student-seed{seed}")  # the same checkpoint for every method of a seed
     model = LlamaForCausalLM.from_pretrained(student_dir)
     with open(os.path.join(student_dir, "pretrain.json")) as f:
         pretrain_loss = json.load(f)["loss"]
-    train, heldout = make_dataset(400, 0.5, seed), make_dataset(60, 0.5, 10_000 + seed)
+    train, heldout = make_datasets(seed, train_keys, heldout_keys)
     heldout_hard = heldout.filter(lambda r: r["family"] == "hard")
+    heldout_hard_bcq = with_bcq_hint(heldout, seed)
 
     def accuracy(data):
-        return plain_accuracy(model, tokenizer, data, num_samples=4, max_new_tokens=4, reward=exact_answer_reward,
+        return plain_accuracy(model, tokenizer, data, num_samples=8, max_new_tokens=6, reward=exact_answer_reward,
                               batch_size=32, seed=seed)["accuracy"]  # fmt: skip
 
+    @torch.no_grad()
+    def gold_logprob(data):  # mean log-probability of the gold answer: moves before any sample is right
+        model.eval()
+        total = 0.0
+        for row in data:
+            p = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+            t = tokenizer(row["answer"], add_special_tokens=False)["input_ids"]
+            logits = model(input_ids=torch.tensor([p + t])).logits[0, len(p) - 1 : -1]
+            total += logits.log_softmax(-1).gather(1, torch.tensor(t)[:, None]).sum().item()
+        model.train()
+        return total / len(data)
+
+    bcq_before, logp_before = accuracy(heldout_hard_bcq), gold_logprob(heldout_hard)
     before, before_hard = accuracy(heldout), accuracy(heldout_hard)
     replay, hints = METHODS[method]
     args = ZPPOConfig(
         output_dir=os.path.join(out_dir, f"{method}-seed{seed}"), per_device_train_batch_size=new_prompts * 8,
-        num_generations=8, max_completion_length=4, max_steps=rl_steps, learning_rate=3e-4, logging_steps=1,
+        num_generations=8, max_completion_length=6, max_steps=rl_steps, learning_rate=3e-4, logging_steps=1,
         report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no", seed=seed,
         disable_tqdm=True, teacher_column="solution", replay_ratio=replay, hint_ratio=hints, use_ncq=False,
-        candidate_max_tokens=16, hint_prompt_max_tokens=512, temperature=1.0, beta=0.0,
+        candidate_max_tokens=16, hint_prompt_max_tokens=512, temperature=1.0, min_p=MIN_P, beta=0.0,
     )  # fmt: skip
     completions = []
     trainer = ZPPOTrainer(model=model, reward_funcs=exact_answer_reward, args=args, train_dataset=train,
@@ -170,7 +233,8 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start
-    after, after_hard = accuracy(heldout), accuracy(heldout_hard)
+    after, after_hard, bcq_after = accuracy(heldout), accuracy(heldout_hard), accuracy(heldout_hard_bcq)
+    logp_after = gold_logprob(heldout_hard)
     buf = trainer.replay_buffer
     history = [h for h in trainer.state.log_history if "zppo/buffer_size" in h]
 
@@ -186,15 +250,18 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
         "graduations_by_bin": {str(k): buf.graduated_by_bin.get(k, 0) for k in sorted(buf.admitted_by_bin)},
         "heldout_accuracy_before": before, "heldout_accuracy_after": after,
         "heldout_hard_accuracy_before": before_hard, "heldout_hard_accuracy_after": after_hard,
+        "heldout_hard_bcq_accuracy_before": bcq_before, "heldout_hard_bcq_accuracy_after": bcq_after,
+        "heldout_hard_gold_logprob_before": logp_before, "heldout_hard_gold_logprob_after": logp_after,
         "bcq_accuracy": mean_of("zppo/bcq_accuracy"), "ncq_accuracy": mean_of("zppo/ncq_accuracy"),
-        "seconds_per_completion": elapsed / max(1, sum(completions)),
+        "seconds_per_completion": elapsed / max(1, sum(completions)), "seconds_per_step": elapsed / rl_steps,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "steps": rl_steps,
         "graduation_curves": curves,
     }  # fmt: skip
 
 
 AVERAGED = ("graduation_rate", "heldout_accuracy_before", "heldout_accuracy_after", "heldout_hard_accuracy_before",
-            "heldout_hard_accuracy_after", "bcq_accuracy", "ncq_accuracy", "seconds_per_completion", "peak_rss_mb")  # fmt: skip
+            "heldout_hard_accuracy_after", "heldout_hard_bcq_accuracy_before", "heldout_hard_bcq_accuracy_after",
+            "heldout_hard_gold_logprob_before", "heldout_hard_gold_logprob_after", "bcq_accuracy", "ncq_accuracy", "seconds_per_completion", "seconds_per_step", "peak_rss_mb")  # fmt: skip
 
 
 def summarise(per_seed: list[dict]) -> dict:
@@ -206,26 +273,56 @@ def summarise(per_seed: list[dict]) -> dict:
         bins = sorted({b for r in per_seed for b in r[key]}, key=int)
         out[key] = {b: sum(r[key].get(b, 0) for r in per_seed) / len(per_seed) for b in bins}
     out["admitted"] = sum(r["admitted"] for r in per_seed)
+    out["graduated"] = sum(r["graduated"] for r in per_seed)
     out["steps"] = per_seed[0]["steps"]
     out["per_seed"] = per_seed
     return out
 
 
+def markdown_table(report: dict) -> str:
+    """The README's table: one row per method, sums over seeds for counts, means for the rest."""
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    rows = ["| method | graduated / admitted | entry bin 0: graduated / admitted | hard plain held-out before -> after "
+            "| hard gold log-prob before -> after | hard BCQ held-out before -> after | BCQ rollouts correct "
+            "| s per completion (x GRPO) | peak RSS MB (x GRPO) |", "|---" * 9 + "|"]  # fmt: skip
+    for method, s in report["methods"].items():
+        runs, cost = s["per_seed"], s["cost_vs_grpo"]
+        bin0 = (sum(r["graduations_by_bin"].get("0", 0) for r in runs), sum(r["admissions_by_bin"].get("0", 0)
+                                                                               for r in runs))  # fmt: skip
+        rows.append(
+            f"| {method} | {s['graduated']} / {s['admitted']} | {bin0[0]} / {bin0[1]} "
+            f"| {pct(s['heldout_hard_accuracy_before'])} -> {pct(s['heldout_hard_accuracy_after'])} "
+            f"| {s['heldout_hard_gold_logprob_before']:.2f} -> {s['heldout_hard_gold_logprob_after']:.2f} "
+            f"| {pct(s['heldout_hard_bcq_accuracy_before'])} -> {pct(s['heldout_hard_bcq_accuracy_after'])} "
+            f"| {pct(s['bcq_accuracy'])} | {s['seconds_per_completion']:.4f} ({cost['seconds_per_completion']:.2f}x) "
+            f"| {s['peak_rss_mb']:.0f} ({cost['peak_rss_mb']:.2f}x) |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def plot(report: dict, path: str) -> None:
+    """Cumulative graduations by entry bin over steps, one panel per method, averaged over seeds (paper Fig. 4)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(report["methods"]), figsize=(3.2 * len(report["methods"]), 3), dpi=90,
+    fig, axes = plt.subplots(1, len(report["methods"]), figsize=(2.8 * len(report["methods"]), 2.9), dpi=80,
                              sharey=True)  # fmt: skip
+    colors = plt.get_cmap("viridis")
     for ax, (method, summary) in zip(axes, report["methods"].items()):
-        first = summary["per_seed"][0]
-        for k, curve in sorted(first["graduation_curves"].items(), key=lambda kv: int(kv[0])):
-            ax.plot(range(1, len(curve) + 1), curve, label=f"entry bin {k}/8")
-        ax.set(title=method, xlabel="step")
-    axes[0].set_ylabel("cumulative graduations (seed 0)")
-    axes[0].legend(fontsize=7)
+        runs = summary["per_seed"]
+        for k in sorted({k for r in runs for k in r["graduation_curves"]}, key=int):
+            curves = [r["graduation_curves"].get(k) or [0.0] * r["steps"] for r in runs]
+            mean = [sum(values) / len(values) for values in zip(*curves)]
+            ax.plot(range(1, len(mean) + 1), mean, color=colors(int(k) / 8), label=f"entry bin {k}/8")
+        ax.set_title(f"{method}\n{summary['graduated']}/{summary['admitted']} graduated", fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7, loc="center right")
+    axes[0].set_ylabel(f"cum. graduations\n(mean of {len(report['seeds'])} seed(s))")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -237,6 +334,7 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # internal: method seed profile
     parser.add_argument("--pretrain", nargs=2, help=argparse.SUPPRESS)  # internal: seed profile
     args = parser.parse_args()
@@ -261,26 +359,44 @@ def main():
     profile = "smoke" if args.smoke else "quick" if args.quick else "default"
     seeds = [0] if (args.quick or args.smoke) else [int(s) for s in args.seeds.split(",")]
     report = {"profile": profile, "seeds": seeds, "methods": {}}
-    for seed in seeds:  # pretrain each seed's student once, fixed steps; every method starts from it
-        subprocess.run([sys.executable, __file__, "--pretrain", str(seed), profile, "--out", args.out], check=True)
+    me = [sys.executable, __file__, "--out", args.out]
+    with ThreadPoolExecutor(args.jobs) as pool:  # each run is its own 1-thread process: peak RSS is per run
+        students = {s: pool.submit(subprocess.run, [*me, "--pretrain", str(s), profile], check=True) for s in seeds}
+
+        def run(method, seed):  # queued after every pretraining, so waiting here never holds a slot for long
+            students[seed].result()
+            done = subprocess.run([*me, "--one", method, str(seed), profile], capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"{method} seed {seed} failed:\n{done.stderr[-3000:]}")
+            return json.loads(done.stdout.strip().splitlines()[-1])
+
+        runs = {(m, s): pool.submit(run, m, s) for s in seeds for m in METHODS}
     for method in METHODS:
-        per_seed = []
-        for seed in seeds:  # one process per run: peak RSS is per method
-            out = subprocess.run([sys.executable, __file__, "--one", method, str(seed), profile, "--out", args.out],
-                                 capture_output=True, text=True, check=True)  # fmt: skip
-            per_seed.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        per_seed = [runs[method, s].result() for s in seeds]
         report["methods"][method] = summarise(per_seed)
         s = report["methods"][method]
-        print(f"{method:<12} graduation rate {s['graduation_rate']} hard held-out "
+        print(f"{method:<12} graduated {s['graduated']}/{s['admitted']} hard held-out "
               f"{s['heldout_hard_accuracy_before']:.3f} -> {s['heldout_hard_accuracy_after']:.3f} "
-              f"bcq {s['bcq_accuracy']} s/completion {s['seconds_per_completion']:.4f}", flush=True)  # fmt: skip
+              f"hard BCQ {s['heldout_hard_bcq_accuracy_before']:.3f} -> {s['heldout_hard_bcq_accuracy_after']:.3f} "
+              f"s/completion {s['seconds_per_completion']:.4f}", flush=True)  # fmt: skip
+    grpo = report["methods"]["grpo"]
+    for summary in report["methods"].values():  # cost as ratios to GRPO measured in the same run
+        summary["cost_vs_grpo"] = {k: summary[k] / grpo[k] for k in ("seconds_per_completion", "seconds_per_step",
+                                                                      "peak_rss_mb")}  # fmt: skip
     base, zppo = report["methods"]["grpo_replay"], report["methods"]["zppo"]
-    if base["admitted"] >= 10 and zppo["admitted"] >= 10 and base["graduation_rate"]:
-        report["zppo_vs_grpo_replay_graduation_ratio"] = zppo["graduation_rate"] / base["graduation_rate"]
+    for name, side in (("graduation", lambda s: (s["admitted"], s["graduated"])),
+                       ("bin0_graduation", lambda s: (s["admissions_by_bin"].get("0", 0) * len(seeds),
+                                                      s["graduations_by_bin"].get("0", 0) * len(seeds)))):  # fmt: skip
+        (n_base, g_base), (n_zppo, g_zppo) = side(base), side(zppo)
+        ok = n_base >= 10 and n_zppo >= 10 and g_base > 0  # a ratio only with >= 10 admissions on each side
+        report[f"zppo_vs_grpo_replay_{name}_ratio"] = (g_zppo / n_zppo) / (g_base / n_base) if ok else None
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     plot(report, os.path.join(args.out, "graduation.png"))
-    print(f"wrote {args.out}/report.json and {args.out}/graduation.png")
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(markdown_table(report))
+    print(markdown_table(report))
+    print(f"wrote {args.out}/report.json, {args.out}/graduation.png and {args.out}/table.md")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""CI smoke of examples/graduation_benchmark.py: a few steps of every method; the report has every field."""
+"""examples/graduation_benchmark.py: the task's pieces, and a CI smoke of every method that fills the report."""
 
+import importlib.util
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -9,8 +11,47 @@ import pytest
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "graduation_benchmark.py")
 FIELDS = {"graduation_rate", "admissions_by_bin", "graduations_by_bin", "heldout_accuracy_before",
-          "heldout_accuracy_after", "heldout_hard_accuracy_before", "heldout_hard_accuracy_after", "bcq_accuracy",
-          "ncq_accuracy", "seconds_per_completion", "peak_rss_mb", "steps", "per_seed"}  # fmt: skip
+          "heldout_accuracy_after", "heldout_hard_accuracy_before", "heldout_hard_accuracy_after",
+          "heldout_hard_bcq_accuracy_before", "heldout_hard_bcq_accuracy_after", "heldout_hard_gold_logprob_before",
+          "heldout_hard_gold_logprob_after", "bcq_accuracy", "ncq_accuracy", "seconds_per_completion",
+          "seconds_per_step", "peak_rss_mb", "steps", "cost_vs_grpo", "per_seed"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("graduation_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_answers_follow_the_rule_and_the_check_digit_names_the_true_answer(bench):
+    assert bench.answer("bad", "A") == "A103" and bench.answer("bad", "B") == "B214"
+    assert bench.answer("jij", "B") == "B090"  # j -> 0 under the shifted rule
+    assert bench.question("bad", "h", "B") == "k=bad s=4 h?" and bench.question("bad", "", "A") == "k=bad s=3?"
+
+
+def test_datasets_use_disjoint_keys_and_the_bcq_probe_shows_the_default_answer(bench):
+    train, heldout = bench.make_datasets(0, 10, 5)
+    key = lambda r: r["prompt"][2:5]  # noqa: E731
+    assert not {key(r) for r in train} & {key(r) for r in heldout}
+    assert sorted({r["family"] for r in train}) == ["easy", "hard"] and len(train) == 20
+    for row, hinted in zip([r for r in heldout if r["family"] == "hard"], bench.with_bcq_hint(heldout, 0)):
+        rule_a = bench.answer(key(row), "A")
+        assert hinted["prompt"].startswith(row["prompt"])
+        assert f"<candidate>\n{row['answer']}\n</candidate>" in hinted["prompt"]
+        assert f"<candidate>\n{rule_a}\n</candidate>" in hinted["prompt"]
+
+
+def test_pretraining_never_shows_the_hard_rule_outside_a_hint(bench):
+    rng = random.Random(0)
+    examples = [bench.pretraining_example(rng) for _ in range(2000)]
+    hard_plain = [(p, t) for p, t, kind in examples if kind == "plain" and p.endswith(" h?")]
+    assert hard_plain and all(t.startswith("A") for _, t in hard_plain)  # the misconception
+    assert not any(p.startswith("k=") and " h?" in p.split("\n")[0] for p, _, kind in examples if kind == "bcq")
+    bcq = [(p, t) for p, t, kind in examples if kind == "bcq"]
+    picked_by_check = [t[-1] == p.split(" s=")[1][0] for p, t in bcq]
+    assert 0.85 < sum(picked_by_check) / len(bcq) < 0.95  # 10% label noise
 
 
 @pytest.mark.slow
@@ -24,5 +65,12 @@ def test_benchmark_smoke_fills_the_report(tmp_path):
     for method, summary in report["methods"].items():
         assert FIELDS <= set(summary), method
         assert summary["admitted"] > 0  # the buffer records admissions under every method
+    befores = {m: (s["heldout_accuracy_before"], s["heldout_hard_gold_logprob_before"])
+               for m, s in report["methods"].items()}  # fmt: skip
+    assert len(set(befores.values())) == 1, befores  # every method starts from the same pretrained student
+    assert report["methods"]["grpo"]["cost_vs_grpo"]["seconds_per_completion"] == 1.0
+    assert "zppo_vs_grpo_replay_graduation_ratio" in report and "zppo_vs_grpo_replay_bin0_graduation_ratio" in report
     assert (tmp_path / "graduation.png").read_bytes()[:4] == b"\x89PNG"
+    assert all(f"| {method} |" in (tmp_path / "table.md").read_text() for method in report["methods"])
     assert report["methods"]["zppo"]["per_seed"][0]["bcq_accuracy"] is not None  # hint prompts were built
+    assert report["methods"]["grpo_replay"]["per_seed"][0]["bcq_accuracy"] is None  # and only where asked for
