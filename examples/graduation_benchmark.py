@@ -98,7 +98,8 @@ def make_datasets(seed: int, train_keys: int, heldout_keys: int):
         for key in chosen:
             for family, marker, rule in (("easy", "", "A"), ("hard", "h", "B")):
                 gold = answer(key, rule)
-                out.append({"prompt": question(key, marker, rule), "answer": gold, "solution": gold, "family": family})
+                out.append({"prompt": question(key, marker, rule), "answer": gold, "solution": gold, "family": family,
+                            "key": key})  # fmt: skip
         return Dataset.from_list(out)
 
     return rows(keys[:train_keys]), rows(keys[train_keys : train_keys + heldout_keys])
@@ -111,8 +112,7 @@ def with_bcq_hint(dataset, seed: int):
     rng = random.Random(seed)
 
     def hinted(row):
-        default = "A" + row["answer"][1:].translate(str.maketrans("1234567890", "0123456789"))
-        return {"prompt": append_to_prompt(row["prompt"], build_bcq_hint(row["answer"], default, rng))}
+        return {"prompt": append_to_prompt(row["prompt"], build_bcq_hint(row["answer"], answer(row["key"], "A"), rng))}
 
     return dataset.filter(lambda r: r["family"] == "hard").map(hinted)
 
@@ -149,7 +149,7 @@ def pretrain(tokenizer, steps: int, seed: int):
     rng = random.Random(seed)
     model = build_tiny_llama(tokenizer, hidden_size=128, num_layers=4, seed=seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    eos, total = tokenizer.eos_token, 0.0
+    eos = tokenizer.eos_token
     model.train()
     for _ in range(steps):
         examples, total = [pretraining_example(rng) for _ in range(32)], 0.0
@@ -261,7 +261,8 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
 
 AVERAGED = ("graduation_rate", "heldout_accuracy_before", "heldout_accuracy_after", "heldout_hard_accuracy_before",
             "heldout_hard_accuracy_after", "heldout_hard_bcq_accuracy_before", "heldout_hard_bcq_accuracy_after",
-            "heldout_hard_gold_logprob_before", "heldout_hard_gold_logprob_after", "bcq_accuracy", "ncq_accuracy", "seconds_per_completion", "seconds_per_step", "peak_rss_mb")  # fmt: skip
+            "heldout_hard_gold_logprob_before", "heldout_hard_gold_logprob_after", "bcq_accuracy", "ncq_accuracy",
+            "seconds_per_completion", "seconds_per_step", "peak_rss_mb")  # fmt: skip
 
 
 def summarise(per_seed: list[dict]) -> dict:

@@ -7,8 +7,8 @@ from transformers import TrainerCallback
 
 class BufferReportCallback(TrainerCallback):
     """Prints, on the main process, what each generation round did to the buffer, and keeps the first BCQ and the
-    first NCQ prompt as the student saw them. HF callbacks are not handed the trainer: set `callback.trainer = trainer` (a
-    `ZPPOTrainer`, whose `last_round` it reads) after building the trainer."""
+    first NCQ prompt as the student saw them. HF callbacks are not handed the trainer: set
+    `callback.trainer = trainer` (a `ZPPOTrainer`, whose `last_round` it reads) after building the trainer."""
 
     def __init__(self, trainer=None):
         self.trainer = trainer

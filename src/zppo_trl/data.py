@@ -79,7 +79,7 @@ def load_embedded_math() -> Dataset:
                 "prompt": _as_chat(r["question"]),
                 "answer": r["answer"],
                 "solution": r["solution"],
-            }  # fmt: skip
+            }
             for r in rows
         ]
     )

@@ -499,9 +499,8 @@ class ZPPOTrainer(GRPOTrainer):
                 raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete ZPPO "
                                  "checkpoint. Train from scratch (resume_from_checkpoint=None).")  # fmt: skip
         output = super().train(resume_from_checkpoint, *args, **kwargs)
-        if (
-            self.args.should_save
-        ):  # the final buffer and logs, next to the final model (HF saves logs only in checkpoints)
+        # the final buffer and logs, next to the final model (HF saves logs only in checkpoints)
+        if self.args.should_save:
             write_state_file(os.path.join(self.args.output_dir, STATE_FILE_NAME), self.zppo_state())
             self.state.save_to_json(os.path.join(self.args.output_dir, "trainer_state.json"))
         return output
