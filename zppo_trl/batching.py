@@ -84,17 +84,56 @@ def trim_prompt_padding(batch: dict) -> dict:
     return {**batch, "prompt_ids": batch["prompt_ids"][:, start:], "prompt_mask": mask[:, start:]}
 
 
-def regroup_micro_batches(chunks: list[dict]) -> list[dict]:
-    """Re-split one round's micro-batches so that plain rows and hint rows sit in separate micro-batches where the
-    sizes allow, then trim each micro-batch's prompt padding.
+def accumulation_groups(
+    first_step: int, steps_per_generation: int, num_iterations: int, gradient_accumulation_steps: int
+) -> list[list[int]]:
+    """The round's micro-batch indices, partitioned into the sets whose rows may be exchanged without changing what
+    any optimizer step trains.
+
+    TRL trains micro-batch `step % spg` at micro-step `step`, for the `spg * num_iterations` micro-steps of a round
+    starting at `first_step`; an optimizer step accumulates the micro-steps `[k * GA, (k + 1) * GA)`. Two
+    micro-batches can swap rows only when every optimizer window holds both or neither (over all iterations), so
+    micro-batches are grouped by the set of windows they are trained in. With `GA == spg` that is one group (the
+    whole round); with `GA < spg`, groups of `GA` consecutive micro-batches; with `GA > spg`, the round's part of
+    a window that spans several rounds.
+
+    Example:
+    ```python
+    >>> accumulation_groups(0, steps_per_generation=4, num_iterations=1, gradient_accumulation_steps=2)
+    [[0, 1], [2, 3]]
+    ```
+    """
+    windows: dict[int, set[int]] = {i: set() for i in range(steps_per_generation)}
+    for step in range(first_step, first_step + steps_per_generation * num_iterations):
+        windows[step % steps_per_generation].add(step // gradient_accumulation_steps)
+    groups: dict[frozenset, list[int]] = {}
+    for index, trained_in in windows.items():
+        groups.setdefault(frozenset(trained_in), []).append(index)
+    return list(groups.values())
+
+
+def regroup_micro_batches(chunks: list[dict], groups: list[list[int]] | None = None) -> list[dict]:
+    """Within each group of micro-batches (see `accumulation_groups`), put plain rows before hint rows, re-split at
+    TRL's sizes, then trim each micro-batch's prompt padding.
 
     Why: TRL pads a whole round to its longest prompt. Hint prompts (question + candidates) are many times longer
     than plain ones, so a plain row sharing a micro-batch with a hint row pays for the hint's length in every
-    forward and backward pass. Ordering rows (plain first, the order inside each kind kept from TRL's shuffle)
-    before splitting bounds that cost to at most one mixed micro-batch. Micro-batch sizes are unchanged, so every
-    process still runs the same number of equal-sized steps.
+    forward and backward pass. Sorting rows by kind (the order inside each kind kept from TRL's shuffle) bounds
+    that cost to at most one mixed micro-batch per group. Rows move only between micro-batches of the same
+    optimizer step, so every optimizer step trains the same multiset of rows as TRL's own split, and micro-batch
+    sizes are unchanged (every process runs the same number of equal-sized steps). `groups=None`: one group.
     """
     if len(chunks) == 0 or HINT_FLAG not in chunks[0]:
+        return chunks
+    regrouped = list(chunks)
+    for group in groups if groups is not None else [list(range(len(chunks)))]:
+        for index, chunk in zip(group, _sort_plain_first([chunks[i] for i in group])):
+            regrouped[index] = chunk
+    return [trim_prompt_padding(chunk) for chunk in regrouped]
+
+
+def _sort_plain_first(chunks: list[dict]) -> list[dict]:
+    if len(chunks) == 1:
         return chunks
     full = {}
     for key, value in chunks[0].items():
@@ -102,7 +141,6 @@ def regroup_micro_batches(chunks: list[dict]) -> list[dict]:
             full[key] = torch.cat([c[key] for c in chunks])
         else:
             full[key] = value  # 0-dim (num_items_in_batch) or None: identical in every chunk
-    order = torch.argsort(full[HINT_FLAG].to(torch.int8), stable=True)
-    full = take_rows(full, order)
+    full = take_rows(full, torch.argsort(full[HINT_FLAG].to(torch.int8), stable=True))
     size = _num_rows(full) // len(chunks)
-    return [trim_prompt_padding(take_rows(full, torch.arange(i * size, (i + 1) * size))) for i in range(len(chunks))]
+    return [take_rows(full, torch.arange(i * size, (i + 1) * size)) for i in range(len(chunks))]

@@ -38,7 +38,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from .advantages import zppo_advantages
-from .batching import HINT_FLAG, concat_rollout_batches, regroup_micro_batches
+from .batching import HINT_FLAG, accumulation_groups, concat_rollout_batches, regroup_micro_batches
 from .buffer import STATE_FILE_NAME, BufferStateError, HardQuestionBuffer, read_state_file, write_state_file
 from .config import ZPPOConfig
 from .model_card import zppo_card_section
@@ -374,13 +374,16 @@ class ZPPOTrainer(GRPOTrainer):
     # micro-batches, logging, checkpoints
 
     def _prepare_inputs(self, generation_batch):
-        generating = self.model.training and (
-            self._step % (self.args.steps_per_generation * self.num_iterations) == 0 or self._buffered_inputs is None
-        )
+        # a new round is recognised by TRL replacing its buffered micro-batches, not by re-deriving TRL's condition
+        buffered = self._buffered_inputs
         inputs = super()._prepare_inputs(generation_batch)
-        if generating:
-            self._buffered_inputs = regroup_micro_batches(self._buffered_inputs)
-            inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]
+        if self.model.training and self._buffered_inputs is not buffered:
+            args = self.args
+            groups = accumulation_groups(
+                self._step, args.steps_per_generation, self.num_iterations, args.gradient_accumulation_steps
+            )
+            self._buffered_inputs = regroup_micro_batches(self._buffered_inputs, groups)
+            inputs = self._buffered_inputs[self._step % args.steps_per_generation]
         return inputs
 
     def _compute_loss(self, model, inputs):
