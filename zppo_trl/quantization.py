@@ -1,43 +1,96 @@
 """Keep bitsandbytes 4-bit layers trainable on CPU (QLoRA).
 
-Measured with bitsandbytes 0.50.2: a `Linear4bit` that runs once in eval mode without grad on a CPU with
-AVX512-BF16 (e.g. `generate` right after loading, since HF models load in eval mode) repacks its weight into a CPU
-inference layout. Afterwards its LoRA gradients are silently wrong (layer-0 `lora_A` grad norm 0.00045 instead of
-~0.85), or the step crashes for layers with a bias. `disable_cpu_inference_repacking` turns that path off on every
-4-bit layer and restores any weight already repacked, so QLoRA training is correct whatever ran before. On GPUs the
-flag is never consulted; the function is then a cheap no-op. bitsandbytes stays optional: without it, nothing to do.
+Measured with bitsandbytes 0.50.2: a `Linear4bit` whose `support_avx512bf16_for_cpu` is true (bitsandbytes sets it on
+CPUs with AVX512-BF16) repacks its weight into a CPU inference layout the first time it runs in eval mode without
+grad (e.g. `generate` right after loading, since HF models load in eval mode). Afterwards its LoRA gradients are
+silently wrong (layer-0 `lora_A` grad norm 0.00045 instead of ~0.85), or the step crashes for layers with a bias.
+
+`disable_cpu_inference_repacking` clears that flag on every 4-bit layer, so a model it has seen is never repacked:
+ZPPOTrainer calls it before any forward of its own. A layer already repacked (the user ran `generate` before building
+the trainer) is restored, but not exactly: the repack keeps only a bfloat16 copy of each block's float32 scale
+(`absmax`) and drops the float32 one, so the restored weights differ from the loaded ones by up to 2**-8 relative.
+bitsandbytes' own inverse is worse: without double quantisation it leaves `absmax` in bfloat16 and in the repacked
+[K / blocksize, N] order, which scrambles the scales of any layer with more inputs than one block (max relative
+weight error 121% on the tiny Llama's `down_proj`); with double quantisation it quantises the rounded scales again
+(0.84%). We restore the scales ourselves, in float32 and load order, without double quantisation.
+
+On GPUs the flag is never consulted; the function is then a cheap no-op. bitsandbytes stays optional: a model can only
+hold a `Linear4bit` once bitsandbytes is imported, so the function imports nothing.
+
+Importing this module also drops one bitsandbytes log line, "Failed to load CPU gemm_4bit_forward from
+kernels-community", logged when bitsandbytes is imported on a CPU with AVX512-BF16 without the optional `kernels`
+package (or without the Hub, from which `kernels` downloads it). transformers imports bitsandbytes through PEFT
+whenever both are installed, so every run printed it, quantised or not; the kernel only speeds up the inference layout
+that ZPPO turns off. The filter acts only if this module is imported before bitsandbytes.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
+import sys
+
+import torch
 
 logger = logging.getLogger(__name__)
+
+# Largest relative change of a dequantised weight after a restore: each block's scale was rounded to bfloat16 (8
+# significant bits, round to nearest: 2**-8 = 0.39%). Measured on the tiny Llama (tests/test_quantization.py): 0.38%,
+# with and without double quantisation.
+RESTORED_WEIGHT_MAX_RELATIVE_ERROR = 2.0**-8
+_warned_lossy_restore = False
+
+
+class _DropOptionalCpuKernelWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropOptionalCpuKernelWarning())
 
 
 def disable_cpu_inference_repacking(model) -> int:
     """Turn off bitsandbytes' CPU inference repacking on every `Linear4bit` of `model`; returns how many layers
-    had a weight already repacked (and were restored to the trainable layout)."""
-    if importlib.util.find_spec("bitsandbytes") is None:
+    had a weight already repacked (and were restored to the trainable layout, up to bfloat16 rounding of the scales:
+    warned once per process)."""
+    bnb_modules = sys.modules.get("bitsandbytes.nn.modules")
+    if bnb_modules is None:  # no bitsandbytes layer can exist yet
         return 0
-    from bitsandbytes.nn import Linear4bit
 
     restored = 0
     for module in model.modules():
-        if not isinstance(module, Linear4bit):
+        if not isinstance(module, bnb_modules.Linear4bit):
             continue
         module.support_avx512bf16_for_cpu = False
         state = getattr(module.weight, "quant_state", None)
         if state is not None and getattr(state, "packing_format_for_cpu", False):
-            from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse
-
-            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
-                module.weight.data, state
-            )
+            _restore_trainable_layout(module, bnb_modules._convert_weight_packed_for_cpu_inverse)
             restored += 1
     if restored:
-        logger.warning(
-            "restored %d 4-bit layers repacked for CPU inference, so their LoRA gradients are right", restored
-        )
+        _warn_lossy_restore_once(restored)
     return restored
+
+
+def _restore_trainable_layout(module, convert_weight_packed_for_cpu_inverse) -> None:
+    """Undo bitsandbytes' CPU inference repack of one `Linear4bit`: the packed 4-bit codes come back byte-identical
+    (bitsandbytes' inverse); the scales come back as float32 in load order, no longer double-quantised."""
+    state = module.weight.quant_state
+    # the repack stored absmax as bfloat16 [K / blocksize, N] (transposed); load order is N-major, flat
+    absmax = state.absmax.T.reshape(-1).to(torch.float32)
+    state.original_nested = False  # keep bitsandbytes' inverse from quantising the rounded scales again
+    module.weight.data, state = convert_weight_packed_for_cpu_inverse(module.weight.data, state)
+    state.absmax, state.nested, state.offset = absmax, False, None
+
+
+def _warn_lossy_restore_once(count: int) -> None:
+    global _warned_lossy_restore
+    if _warned_lossy_restore:
+        return
+    _warned_lossy_restore = True
+    logger.warning(
+        "%d 4-bit layers had been repacked by bitsandbytes for CPU inference (an eval-mode forward, e.g. `generate`, "
+        "ran on a CPU with AVX512-BF16 before ZPPO saw the model). They are restored for training, but bitsandbytes "
+        "kept only bfloat16 copies of their scales: the weights differ from the loaded ones by up to %.2f%%. "
+        "To train on exactly the loaded weights, load the model, build the ZPPOTrainer, then generate.",
+        count,
+        100 * RESTORED_WEIGHT_MAX_RELATIVE_ERROR,
+    )
