@@ -55,3 +55,15 @@ def test_regroup_keeps_plain_rows_out_of_long_prompt_micro_batches():
     assert regrouped[0]["prompt_ids"].shape[1] == 2  # plain micro-batch trimmed to its own padding
     assert regrouped[1]["prompt_ids"].shape[1] == 49
     assert sorted(torch.cat([c["advantages"] for c in regrouped]).tolist()) == sorted(full["advantages"].tolist())
+
+
+def test_a_micro_batch_without_signal_keeps_one_masked_row():
+    from zppo_trl.batching import INFORMATIVE_FLAG, drop_zero_variance_rows
+
+    chunk = batch(4, 3, 5, False)
+    chunk[INFORMATIVE_FLAG] = torch.tensor([False, True, False, True])
+    kept = drop_zero_variance_rows(chunk)
+    assert kept["advantages"].tolist() == [1.0, 3.0] and kept["num_items_in_batch"] == chunk["num_items_in_batch"]
+    chunk[INFORMATIVE_FLAG] = torch.zeros(4, dtype=torch.bool)
+    empty = drop_zero_variance_rows(chunk)
+    assert empty["prompt_ids"].shape[0] == 1 and empty["completion_mask"].sum() == 0  # one forward, zero loss

@@ -72,3 +72,121 @@ def test_every_optimizer_step_trains_the_rows_trl_assigned_to_it(make_trainer, m
     assert set(trained) == set(range(4)) and dict(trained) == dict(expected)
     for chunks in trl_rounds.values():  # TRL's micro-batch sizes are kept (one size per round)
         assert len({len(chunk) for chunk in chunks}) == 1
+
+
+INFORMATIVE = frozenset({1, 3, 5, 7, 9, 11, 13, 15})  # odd ids: one rollout of four right; even ids: all wrong
+
+
+def one_right_of_four(completions, prompt_id, **kwargs):
+    """Controlled rewards: a group of an odd question scores [1, 0, 0, 0] (reward variance), an even one all 0."""
+    return [float(pid in INFORMATIVE and i % 4 == 0) for i, pid in enumerate(prompt_id)]
+
+
+def _first_micro_batch(trainer, monkeypatch):
+    """The first micro-batch TRL hands the loss, and the same rows before ZPPO dropped the zero-variance ones."""
+    before_drop = []
+    original = trainer_module.drop_zero_variance_rows
+
+    def record(chunk):
+        before_drop.append(chunk)
+        return original(chunk)
+
+    monkeypatch.setattr(trainer_module, "drop_zero_variance_rows", record)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps  # set by train()
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    return inputs, before_drop[0] if before_drop else inputs
+
+
+def _hand_loss(model, batch, rows, normaliser):
+    """The on-policy PPO surrogate's value and gradient written out: at ratio 1 the token loss is -A_i and its
+    gradient -A_i * grad log p(token); summed over `rows`, divided by `normaliser` (a token count, or `None` for
+    the mean over rows of per-row token means, TRL's `grpo`)."""
+    ids = torch.cat([batch["prompt_ids"][rows], batch["completion_ids"][rows]], dim=1)
+    attention = torch.cat([batch["prompt_mask"][rows], batch["completion_mask"][rows]], dim=1)
+    width = batch["completion_ids"].shape[1]
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, -width - 1 : -1]
+    logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch["completion_ids"][rows].unsqueeze(-1))[..., 0]
+    mask, advantages = batch["completion_mask"][rows].float(), batch["advantages"][rows].unsqueeze(1)
+    per_row = (-advantages * logps * mask).sum(1)
+    value = (-advantages * mask).sum(1)
+    if normaliser is None:
+        counts = mask.sum(1).clamp(min=1)
+        return (value / counts).mean(), (per_row / counts).mean()
+    return value.sum() / normaliser, per_row.sum() / normaliser
+
+
+def _grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+@pytest.mark.parametrize("exclude", [True, False])
+def test_zero_variance_groups_and_the_loss_normaliser(make_trainer, monkeypatch, loss_type, exclude):
+    """With `exclude_zero_variance_groups`, the loss and gradients equal those of the informative groups alone;
+    without it (the paper's aggregation) they are diluted by the share of tokens (dapo) or rows (grpo) that carry no
+    gradient. Both are checked against the surrogate written out by hand."""
+    trainer = make_trainer(
+        one_right_of_four, loss_type=loss_type, exclude_zero_variance_groups=exclude, replay_ratio=0.0,
+        hint_ratio=0.0, per_device_train_batch_size=16, max_completion_length=6,
+    )  # fmt: skip
+    inputs, full = _first_micro_batch(trainer, monkeypatch)
+    informative = (full["advantages"] != 0).nonzero().squeeze(1)
+    everything = torch.arange(len(full["advantages"]))
+    assert 0 < len(informative) < len(everything), "the test needs both kinds of group in the micro-batch"
+    assert inputs["prompt_ids"].shape[0] == (len(informative) if exclude else len(everything))
+    tokens = full["completion_mask"].sum(1)
+    assert int(inputs["num_items_in_batch"]) == int(tokens[informative].sum() if exclude else tokens.sum())
+
+    model = trainer.model
+    model.zero_grad()
+    loss = trainer.compute_loss(model, inputs)
+    loss.backward()
+    trained = _grads(model)
+
+    model.zero_grad()
+    normaliser = None if loss_type == "grpo" else tokens[informative].sum()
+    value, surrogate = _hand_loss(model, full, informative, normaliser)
+    surrogate.backward()
+    alone = _grads(model)
+    dilution = 1.0
+    if not exclude:  # the paper's aggregation: zero-variance rollouts still count in the normaliser
+        dilution = (tokens[informative].sum() / tokens.sum()) if loss_type == "dapo" else len(informative) / len(everything)
+    assert torch.allclose(loss, value * dilution, rtol=1e-5, atol=1e-7)
+    for name, grad in alone.items():
+        assert torch.allclose(trained[name], grad * dilution, rtol=1e-4, atol=1e-7), name
+
+
+def test_zero_variance_shares_are_logged_by_kind(make_trainer):
+    trainer = make_trainer(one_right_of_four, teacher_column="solution", replay_ratio=0.5, hint_ratio=1.0, max_steps=3)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "zppo/zero_variance/plain" in h]
+    assert len(logs) == 3
+    last, final = trainer.last_round, logs[-1]
+
+    def even_share(ids):
+        return sum(pid not in INFORMATIVE for pid in ids) / len(ids)
+
+    assert final["zppo/zero_variance/plain"] == pytest.approx(even_share(last["new"]))
+    assert final["zppo/zero_variance/replay"] == pytest.approx(even_share(last["replayed"]))
+    for kind in ("bcq", "ncq"):
+        hinted = [h["prompt_id"] for h in last["hints"] if h["kind"] == kind]
+        if hinted:
+            assert final[f"zppo/zero_variance/{kind}"] == pytest.approx(even_share(hinted))
+    assert all(0.0 <= h["zppo/informative_token_share"] <= 1.0 for h in logs)
+
+
+def test_completions_table_logs_the_advantages_trained_on(make_trainer):
+    from zppo_trl.advantages import zppo_advantages
+
+    trainer = make_trainer(one_right_of_four, replay_ratio=0.0, hint_ratio=0.0, per_device_train_batch_size=16)
+    trainer.model.train()
+    output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    expected = zppo_advantages(trainer._last_rewards_per_func[:, 0], 4)
+    assert expected.abs().sum() > 0 and torch.equal(output["advantages"], expected)
+    assert list(trainer._logs["advantages"])[-len(expected) :] == expected.tolist()
+
+
+def test_trl_advantage_options_ignored_by_the_paper_estimator_warn(make_trainer):
+    with pytest.warns(UserWarning, match="scale_rewards"):
+        make_trainer(one_right_of_four, scale_rewards="batch")

@@ -31,9 +31,7 @@ def zppo_advantages(rewards: torch.Tensor, num_generations: int, eps: float = 1e
     group_mean = torch.nanmean(grouped, dim=1, keepdim=True)
     centred = grouped - group_mean
     valid = ~torch.isnan(grouped)
-    # a group is non-trivial when its scored rewards are not all equal (std > 0, ignoring NaNs)
-    filled = torch.where(valid, grouped, group_mean)
-    nontrivial = (filled.amax(dim=1) - filled.amin(dim=1)) > 0
+    nontrivial = group_has_variance(rewards, num_generations)
     selected = centred[nontrivial][valid[nontrivial]]
     advantages = torch.zeros_like(grouped)
     if selected.numel() > 0:
@@ -41,3 +39,21 @@ def zppo_advantages(rewards: torch.Tensor, num_generations: int, eps: float = 1e
         sigma = selected.std(unbiased=False) if selected.numel() > 1 else torch.zeros((), dtype=selected.dtype)
         advantages[nontrivial] = (centred[nontrivial] - mu) / (sigma + eps)
     return torch.nan_to_num(advantages, nan=0.0).view(-1)
+
+
+def group_has_variance(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """Per group of flat `rewards` (`(num_groups * G,)`, groups contiguous): whether its scored rewards are not all
+    equal (std > 0, NaNs ignored). A group without variance has zero advantage under every estimator: it teaches
+    nothing. A group with no scored reward at all has none either.
+
+    Example:
+    ```python
+    >>> group_has_variance(torch.tensor([0.0, 1.0, 1.0, 1.0, float("nan"), 0.0]), 2)
+    tensor([ True, False, False])
+    ```
+    """
+    grouped = rewards.view(-1, num_generations)
+    valid = ~torch.isnan(grouped)
+    high = torch.where(valid, grouped, -torch.inf).amax(dim=1)
+    low = torch.where(valid, grouped, torch.inf).amin(dim=1)
+    return valid.any(dim=1) & (high - low > 0)

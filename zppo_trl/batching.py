@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 HINT_FLAG = "zppo_is_hint"  # (B,) bool tensor riding along in the batch; ignored by TRL's loss
+INFORMATIVE_FLAG = "zppo_has_variance"  # (B,) bool: the row's group has reward variance (non-zero advantages)
 
 # key -> (side, pad value); "left"/"right" pad along dim 1 to the wider of the two batches
 _PADDED = {
@@ -24,7 +25,7 @@ _PADDED = {
     "tool_mask": ("right", 1),
     "importance_sampling_ratio": ("right", 1.0),  # token-level (B, C); sequence-level (B, 1) is just concatenated
 }
-_ROWWISE = {"advantages", HINT_FLAG}
+_ROWWISE = {"advantages", HINT_FLAG, INFORMATIVE_FLAG}
 
 
 def _pad_to(t: torch.Tensor, width: int, side: str, value) -> torch.Tensor:
@@ -144,3 +145,30 @@ def _sort_plain_first(chunks: list[dict]) -> list[dict]:
     full = take_rows(full, torch.argsort(full[HINT_FLAG].to(torch.int8), stable=True))
     size = _num_rows(full) // len(chunks)
     return [take_rows(full, torch.arange(i * size, (i + 1) * size)) for i in range(len(chunks))]
+
+
+def informative_token_count(batch: dict, gather) -> torch.Tensor:
+    """Loss tokens (completion mask x tool mask, as TRL counts `num_items_in_batch`) of the rows whose group has
+    reward variance, summed over all processes with `gather` (a collective: every process calls it)."""
+    loss_mask = (
+        batch["completion_mask"] if batch.get("tool_mask") is None else batch["completion_mask"] * batch["tool_mask"]
+    )
+    local = (loss_mask.sum(dim=1) * batch[INFORMATIVE_FLAG]).sum()
+    return gather(local).sum()
+
+
+def drop_zero_variance_rows(chunk: dict) -> dict:
+    """The micro-batch without the rows of zero-variance groups, so TRL's per-micro-batch normalisers (`grpo`: mean
+    over sequences, `bnpo`: token mean, `dr_grpo`: rows x max length) count only rows that carry a gradient.
+
+    Those rows have zero advantage, so with `beta == 0` they add nothing to the loss: dropping them changes only the
+    normaliser. A micro-batch with no informative row keeps one row with its loss mask zeroed (loss and gradient 0),
+    so every process still runs one forward and backward per micro-step.
+    """
+    keep = chunk[INFORMATIVE_FLAG]
+    if bool(keep.all()):
+        return chunk
+    if not bool(keep.any()):
+        chunk = take_rows(chunk, torch.arange(1))
+        return {**chunk, "completion_mask": torch.zeros_like(chunk["completion_mask"])}
+    return trim_prompt_padding(take_rows(chunk, keep.nonzero().squeeze(1)))

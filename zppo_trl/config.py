@@ -16,7 +16,10 @@ class ZPPOConfig(GRPOConfig):
     Configuration class for [`ZPPOTrainer`] (ZPPO, "Teacher in Prompts, Not Gradients", arXiv 2606.18216).
 
     This class holds only the ZPPO-specific parameters; every [`trl.GRPOConfig`] parameter works as in TRL.
-    Defaults are the paper's (Tab. 8, App. C); "ours" marks choices the paper leaves open.
+    Defaults are the paper's (Tab. 8, App. C), with one exception: `answer_format_instruction` defaults to `None`
+    (the paper appends its `<think>`/`\boxed{}` instruction to every prompt), because a library default that
+    rewrites every prompt would silently change the user's data and chat format; pass `"paper"` for the paper's
+    sentence. "Ours" marks choices the paper leaves open.
 
     Parameters:
         > Parameters that control the replay buffer
@@ -72,6 +75,21 @@ class ZPPOConfig(GRPOConfig):
         advantage_estimator (`str`, *optional*, defaults to `"zppo"`):
             `"zppo"`: the paper's "Norm w/o Zero" (group-centred, then normalised over the non-trivial groups of
             the round; trivial groups get 0). `"grpo"`: TRL's own estimator (`scale_rewards` etc. apply).
+        exclude_zero_variance_groups (`bool`, *optional*, defaults to `False`):
+            Leave the rollouts of groups whose rewards are all equal (all right or all wrong: zero advantage, no
+            gradient) out of the loss normaliser: out of `num_items_in_batch` for `dapo`/`cispo`/`vespo`, and out of
+            the micro-batch for the per-micro-batch normalisers of `grpo`/`bnpo`/`dr_grpo`, so the informative groups
+            get the step they would get alone. `False` is the paper's token-level aggregation over every rollout.
+            With `beta > 0` the dropped rollouts' KL term goes too (they carry no other loss).
+
+        > Parameters that control the published model
+
+        base_model_id (`str`, *optional*):
+            Hub id of the base model (e.g. `"Qwen/Qwen2.5-0.5B-Instruct"`), recorded as `base_model_name_or_path` in
+            a saved adapter's `adapter_config.json` and as `base_model` in its model card, so that the pushed adapter
+            loads anywhere. Needed only when the model was loaded from a local folder: a Hub id is recorded as it
+            is, and the embedded SmolLM2-135M-Instruct is recognised by itself. Without it, a local base is kept as a
+            path and a push warns that nobody else can load the adapter.
 
     NOTE: the only GRPOConfig default changed is `epsilon_high=0.28` (paper clip range (0.20, 0.28)). The paper's
     full recipe, to set explicitly when you want it: `steps_per_generation=4` (4 updates per rollout step),
@@ -156,6 +174,13 @@ class ZPPOConfig(GRPOConfig):
         default=None,
         metadata={"help": "Name or index of the reward function that decides correctness (default: the first)."},
     )
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id of the base model, written into a saved adapter's config and model card when the model "
+            "was loaded from a local folder (the embedded SmolLM2 is recognised by itself)."
+        },
+    )
     correct_threshold: float = field(
         default=0.5,
         metadata={"help": "A rollout is correct when the correctness reward is at least this value."},
@@ -165,6 +190,13 @@ class ZPPOConfig(GRPOConfig):
         metadata={
             "help": "Advantage estimator: 'zppo' (paper's Norm w/o Zero) or 'grpo' (TRL's own).",
             "choices": list(ADVANTAGE_ESTIMATORS),
+        },
+    )
+    exclude_zero_variance_groups: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave zero-variance groups (all rollouts scored the same: no gradient) out of the loss "
+            "normaliser, so informative groups are not diluted. False: the paper's token-level aggregation."
         },
     )
     epsilon_high: float | None = field(

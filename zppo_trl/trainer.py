@@ -37,10 +37,19 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from .advantages import zppo_advantages
-from .batching import HINT_FLAG, accumulation_groups, concat_rollout_batches, regroup_micro_batches
+from .advantages import group_has_variance, zppo_advantages
+from .batching import (
+    HINT_FLAG,
+    INFORMATIVE_FLAG,
+    accumulation_groups,
+    concat_rollout_batches,
+    drop_zero_variance_rows,
+    informative_token_count,
+    regroup_micro_batches,
+)
 from .buffer import STATE_FILE_NAME, BufferStateError, HardQuestionBuffer, read_state_file, write_state_file
 from .config import ZPPOConfig
+from .metrics import zero_variance_metrics
 from .model_card import zppo_card_section
 from .prompts import append_to_prompt, build_hint_prompt, completion_text
 from .quantization import disable_cpu_inference_repacking
@@ -166,6 +175,7 @@ class ZPPOTrainer(GRPOTrainer):
         self._last_completions: list = []
         self._last_rewards_per_func: torch.Tensor | None = None
         _warn_if_checkpoints_split_rounds(args)
+        _warn_if_advantage_options_ignored(args)
 
     # ----------------------------------------------------------------------------------------------------------------
     # stashes: remember what TRL computed, change nothing
@@ -223,13 +233,33 @@ class ZPPOTrainer(GRPOTrainer):
             hint_output[HINT_FLAG] = torch.ones_like(hint_output["advantages"], dtype=torch.bool)
             output = concat_rollout_batches(output, hint_output, self._tokenizer.pad_token_id)
 
-        # 4. advantages over the whole round (plain and hint groups together)
+        # 4. advantages over the whole round (plain and hint groups together); which groups teach anything
+        round_rewards = [self._total_rewards(r) for r in (plain_rewards, hint_rewards) if r is not None]
         if args.advantage_estimator == "zppo":
-            output["advantages"] = self._zppo_local_advantages([plain_rewards, hint_rewards])
+            advantages = zppo_advantages(torch.cat(round_rewards), G)
+            output["advantages"] = self._local_part(advantages, round_rewards)
+            _replace_latest(self._logs["advantages"], advantages.tolist())  # the table shows what is trained on
+        has_variance = [group_has_variance(r, G) for r in round_rewards]
+        output[INFORMATIVE_FLAG] = self._local_part(
+            torch.cat([flags.repeat_interleave(G) for flags in has_variance]), round_rewards
+        )
+        all_tokens, informative_tokens = (
+            output["num_items_in_batch"],
+            informative_token_count(output, self.accelerator.gather),
+        )
+        if args.exclude_zero_variance_groups:
+            output["num_items_in_batch"] = informative_tokens
 
         after = self.replay_buffer.counters()
         counts = {key: after[key] - before[key] for key in after}  # admitted / graduated / evicted this round
         self._log_round(counts, len(replay_ids), plan, hint_rewards, teacher_failures)
+        kinds = [row["zppo_kind"] for row in plain_groups] + [kind for kind, _ in plan]
+        for key, value in zero_variance_metrics(kinds, torch.cat(has_variance).tolist()).items():
+            self._metrics["train"][key].append(value)
+        self._metrics["train"]["zppo/informative_token_share"].append(
+            float(informative_tokens / all_tokens.clamp(min=1))
+        )
+        self._metrics["train"]["zppo/loss_normalizer_tokens"].append(float(output["num_items_in_batch"]))
         self.last_round = {
             "round": self._zppo_round,
             **counts,
@@ -351,23 +381,21 @@ class ZPPOTrainer(GRPOTrainer):
                 metrics[f"zppo/hint/{key}"].extend(new)
         return hint_output
 
-    def _zppo_local_advantages(self, round_rewards: list[torch.Tensor | None]) -> torch.Tensor:
-        """Paper advantages over all groups of the round; returns this process's rows (plain rows, then hint rows,
-        matching the joined output)."""
-        weights = self.reward_weights.to(round_rewards[0].device)
-        parts, local = [], []
-        for rewards_per_func in round_rewards:
-            if rewards_per_func is None:
-                continue
-            rewards = (rewards_per_func * weights).nansum(dim=1)
-            rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable rows stay out of statistics
-            parts.append(rewards)
-        advantages = zppo_advantages(torch.cat(parts), self.num_generations)
-        P, p, start = self.accelerator.num_processes, self.accelerator.process_index, 0
-        for rewards in parts:
-            per_process = len(rewards) // P
-            local.append(advantages[start + p * per_process : start + (p + 1) * per_process])
-            start += len(rewards)
+    def _total_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
+        """Weighted sum over reward functions per rollout, as TRL sums them; NaN where no function could score."""
+        weights = self.reward_weights.to(rewards_per_func.device)
+        rewards = (rewards_per_func * weights).nansum(dim=1)
+        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable rows stay out of statistics
+        return rewards
+
+    def _local_part(self, values: torch.Tensor, passes: list[torch.Tensor]) -> torch.Tensor:
+        """This process's rows of per-rollout `values` laid out pass after pass (all processes' plain rows, then all
+        hint rows), in the order of the joined output (its plain rows, then its hint rows)."""
+        P, p, start, local = self.accelerator.num_processes, self.accelerator.process_index, 0, []
+        for part in passes:
+            per_process = len(part) // P
+            local.append(values[start + p * per_process : start + (p + 1) * per_process])
+            start += len(part)
         return torch.cat(local)
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -383,6 +411,8 @@ class ZPPOTrainer(GRPOTrainer):
                 self._step, args.steps_per_generation, self.num_iterations, args.gradient_accumulation_steps
             )
             self._buffered_inputs = regroup_micro_batches(self._buffered_inputs, groups)
+            if args.exclude_zero_variance_groups:  # rows with zero advantage leave per-micro-batch normalisers too
+                self._buffered_inputs = [drop_zero_variance_rows(chunk) for chunk in self._buffered_inputs]
             inputs = self._buffered_inputs[self._step % args.steps_per_generation]
         return inputs
 
@@ -662,8 +692,29 @@ def _warn_if_checkpoints_split_rounds(args: ZPPOConfig) -> None:
         )
 
 
+def _warn_if_advantage_options_ignored(args: ZPPOConfig) -> None:
+    """`advantage_estimator="zppo"` computes the paper's advantages itself: TRL's scaling options do not apply."""
+    ignored = {"scale_rewards": (args.scale_rewards, "group"),
+               "multi_objective_aggregation": (args.multi_objective_aggregation, "sum_then_normalize")}  # fmt: skip
+    changed = [f"{name}={value!r}" for name, (value, default) in ignored.items() if value != default]
+    if args.advantage_estimator == "zppo" and changed:
+        warnings.warn(
+            f"{', '.join(changed)} is ignored with advantage_estimator='zppo' (the paper's Norm w/o Zero, which "
+            "sums the weighted rewards and normalises over non-trivial groups). Set advantage_estimator='grpo' to "
+            "use TRL's estimator with these options, or leave them at their defaults.",
+            stacklevel=3,
+        )
+
+
 def _completions_table_logs(logs: dict, maxlen: int) -> dict:
     """TRL's completions-table buffers with room for `maxlen` rows, so replayed and hint rows do not push the new
     prompts' rows out (TRL sizes them for `generation_batch_size` rows)."""
     return {key: defaultdict(lambda: deque(maxlen=maxlen)) if isinstance(value, defaultdict) else deque(maxlen=maxlen)
             for key, value in logs.items()}  # fmt: skip
+
+
+def _replace_latest(log: deque, values: list) -> None:
+    """Overwrite the newest `len(values)` entries of a completions-table column (TRL appended them this round)."""
+    for _ in range(min(len(values), len(log))):
+        log.pop()
+    log.extend(values)
