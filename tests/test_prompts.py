@@ -12,11 +12,13 @@ from zppo_trl.prompts import (
     TRUNCATION_MARK,
     append_to_prompt,
     build_bcq_hint,
+    build_hint_prompt,
     build_ncq_hint,
     extract_boxed,
     sanitize_candidate,
     truncate_keep_answer,
 )
+from zppo_trl.rewards import extract_final_answer
 
 
 def chars(text: str) -> int:  # a 1-char-per-token counter makes budgets exact
@@ -48,6 +50,18 @@ def test_ncq_lists_deduplicated_wrong_answers_and_each_distinct_trace():
     hint = build_ncq_hint(wrong)
     assert hint.startswith(NCQ_TEMPLATE.format(answers="\\boxed{5}, \\boxed{\\frac{1}{2}}") + "\n")
     assert blocks(hint) == 4  # the duplicate trace once; the unparsable one still shown as a trace
+
+
+def test_ncq_lists_the_answers_the_given_extractor_reads():
+    wrong = ["8 * 4 = 31 books", "\\boxed{30} then 12", "I give up"]
+    hint = build_ncq_hint(wrong, extract_answer=extract_final_answer)
+    assert hint.startswith(NCQ_TEMPLATE.format(answers="\\boxed{31}, \\boxed{30}") + "\n") and blocks(hint) == 3
+    question = [{"role": "user", "content": "What is 8 * 4?"}]
+    prompt = build_hint_prompt("ncq", question, wrong, random.Random(0), count_tokens=chars,
+                               extract_answer=extract_final_answer)  # fmt: skip
+    assert "all WRONG: \\boxed{31}, \\boxed{30}." in prompt[0]["content"]
+    # the default stays the paper's: the last \boxed{}
+    assert "all WRONG: \\boxed{30}." in build_ncq_hint(wrong)
 
 
 def test_ncq_without_any_parsable_answer_says_so():

@@ -26,7 +26,7 @@ NCQ_TEMPLATE = (
     "The following answers are all WRONG: {answers}. Below are the incorrect reasoning processes in "
     "<candidate> </candidate> tags."
 )
-NCQ_NO_ANSWER = "(no final answer given)"  # ours: used when no wrong rollout had a parsable \boxed{} answer
+NCQ_NO_ANSWER = "(no final answer given)"  # ours: used when the answer extractor read no answer in any wrong rollout
 ANSWER_FORMAT_INSTRUCTION = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. The "
     "reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
@@ -45,6 +45,9 @@ TRUNCATION_MARK = "\n[...]\n"
 
 # A token counter: text -> number of tokens. The trainer passes one built from its tokenizer.
 TokenCounter = Callable[[str], int]
+# An answer extractor: completion text -> its final answer, or None. The trainer passes the correctness reward's
+# (`rewards.answer_extractor`), so the answers NCQ lists as wrong are read the way the reward reads them.
+AnswerExtractor = Callable[[str], "str | None"]
 
 
 def _default_counter(text: str) -> int:
@@ -174,16 +177,19 @@ def build_ncq_hint(
     max_hint_tokens: int | None = None,
     count_tokens: TokenCounter = _default_counter,
     template: str = NCQ_TEMPLATE,
+    extract_answer: AnswerExtractor = extract_boxed,
 ) -> str:
-    """The NCQ text appended after the question: the deduplicated wrong boxed answers and the wrong traces.
+    """The NCQ text appended after the question: the deduplicated wrong final answers and the wrong traces.
 
-    Ours: rollouts with no parsable (or a truncated) `\\boxed{}` add no answer to the list but still appear as a
-    trace; identical traces are listed once; traces are added in the given order while the whole hint fits
-    `max_hint_tokens` (at least one trace is always kept, cut to fit).
+    `extract_answer` reads each wrong rollout's final answer (default: its last `\\boxed{}`); pass the correctness
+    reward's extractor (`rewards.answer_extractor`). Ours: rollouts it reads no answer in (e.g. a truncated
+    `\\boxed{`) add nothing to the list but still appear as a trace; identical traces are listed once; traces are
+    added in the given order while the whole hint fits `max_hint_tokens` (at least one trace is always kept, cut to
+    fit).
     """
     answers: list[str] = []
     for text in wrong_rollouts:
-        answer = extract_boxed(text)
+        answer = extract_answer(text)
         if answer is not None:
             answer = sanitize_candidate(answer)
             if answer not in answers:
@@ -228,12 +234,14 @@ def build_hint_prompt(
     max_prompt_tokens: int = 4096,
     max_candidate_tokens: int = 512,
     count_tokens: TokenCounter = _default_counter,
+    extract_answer: AnswerExtractor = extract_boxed,
 ) -> Any | None:
     """The whole BCQ (`kind="bcq"`, needs `correct`) or NCQ prompt: question, hint, then `instruction`, within
     `max_prompt_tokens` (counted on the text, chat-template tokens aside). None when the question leaves no room.
 
     The question is sanitised too (only in the hint prompt), so text in it cannot pose as candidate structure. For
-    BCQ the wrong candidate is drawn from `wrong_rollouts` with `rng`, which then orders the two candidates.
+    BCQ the wrong candidate is drawn from `wrong_rollouts` with `rng`, which then orders the two candidates. NCQ
+    lists the final answers `extract_answer` reads in `wrong_rollouts` (pass the correctness reward's extractor).
     """
     question = _sanitize_prompt(question)
     fixed = count_tokens(prompt_text(question)) + (count_tokens(instruction) + 2 if instruction else 0) + 2
@@ -253,7 +261,9 @@ def build_hint_prompt(
         per_candidate = room - 4
 
         def build(budget):
-            return build_ncq_hint(wrong_rollouts, max_candidate_tokens, budget, count_tokens)
+            return build_ncq_hint(
+                wrong_rollouts, max_candidate_tokens, budget, count_tokens, extract_answer=extract_answer
+            )
 
     else:
         raise ValueError(f"hint kind must be 'bcq' or 'ncq', got {kind!r}")

@@ -15,10 +15,13 @@ items or an empty answer into "no solution" for the questions concerned (NCQ onl
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from .prompts import AnswerExtractor, extract_boxed
 
 logger = logging.getLogger(__name__)
 
@@ -102,15 +105,28 @@ def solutions_for(teacher: Teacher | None, rows: Sequence[dict]) -> tuple[list[l
 # sampling teachers: a local HF model, an OpenAI-compatible server. Both keep only the samples that `verify` accepts.
 
 
-def gold_answer_verifier(row: dict, candidates: list[str]) -> list[str]:
-    """Keep candidates whose last `\\boxed{}` matches the row's `answer` (the paper keeps the correct teacher samples).
-    Rows without an `answer` column keep every candidate."""
+def gold_answer_verifier(
+    row: dict, candidates: list[str], extract_answer: AnswerExtractor = extract_boxed
+) -> list[str]:
+    """Keep candidates whose final answer, read by `extract_answer` (default: the last `\\boxed{}`), matches the
+    row's `answer` (the paper keeps the correct teacher samples). Rows without an `answer` column keep every
+    candidate."""
     if "answer" not in row:
         return candidates
-    from .rewards import boxed_accuracy_reward
+    from .rewards import answer_accuracy
 
-    scores = boxed_accuracy_reward(candidates, [row["answer"]] * len(candidates))
+    scores = answer_accuracy(candidates, [row["answer"]] * len(candidates), extract_answer)
     return [c for c, s in zip(candidates, scores) if s == 1.0]
+
+
+def use_answer_extractor(teacher: Teacher | None, extract_answer: AnswerExtractor) -> Teacher | None:
+    """Make a sampling teacher (`ModelTeacher`, `OpenAITeacher`) that checks its samples with the default
+    `gold_answer_verifier` read their final answers with `extract_answer`: the trainer passes its correctness
+    reward's extractor, so a kept teacher sample is one that reward scores correct. A custom `verify`, a column and a
+    callable teacher are left as they are (trusted). Returns `teacher`."""
+    if getattr(teacher, "verify", None) is gold_answer_verifier:
+        teacher.verify = functools.partial(gold_answer_verifier, extract_answer=extract_answer)
+    return teacher
 
 
 def extract_summary(text: str) -> str | None:
