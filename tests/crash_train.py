@@ -1,7 +1,8 @@
 """Run by tests/test_crash_resume.py in a subprocess: train the tiny model 4 steps (checkpoints every 2) and, in the
 kill modes, SIGKILL this very process at a fixed point. Writes OUT/result.json when it reaches the end.
 
-    python crash_train.py OUT MODE    MODE: full | kill_after_step3 | kill_during_save4 | kill_after_save4 | resume
+    python crash_train.py OUT MODE
+    MODE: full | kill_after_step3 | kill_during_save4 | kill_before_trainer_state4 | kill_after_save4 | resume
 """
 
 import hashlib
@@ -55,6 +56,18 @@ if mode == "kill_during_save4":  # die halfway through writing checkpoint-4's bu
         original(path, payload)
 
     trainer_module.write_state_file = dying_write
+
+if mode == "kill_before_trainer_state4":  # checkpoint-4 has model, ZPPO state and optimizer, not trainer_state.json
+    from transformers import TrainerState
+
+    original_save = TrainerState.save_to_json
+
+    def dying_save(self, json_path):
+        if f"checkpoint-4{os.sep}" in json_path:
+            die()
+        original_save(self, json_path)
+
+    TrainerState.save_to_json = dying_save
 
 tokenizer = build_char_tokenizer()
 args = ZPPOConfig(

@@ -7,7 +7,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from zppo_trl.buffer import BufferStateError, HardQuestionBuffer, read_state_file, write_state_file
+from zppo_trl.buffer import BufferStateError, HardQuestionBuffer
+from zppo_trl.checkpoint import read_state_file, write_state_file
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ def uninterrupted(tmp_path_factory):
     [
         ("kill_after_step3", "checkpoint-2"),
         ("kill_during_save4", "checkpoint-2"),
+        ("kill_before_trainer_state4", "checkpoint-2"),
         ("kill_after_save4", "checkpoint-4"),
     ],
 )
@@ -49,16 +50,24 @@ def test_killed_run_resumes_to_the_same_end(tmp_path, uninterrupted, mode, resum
 
 
 def test_last_complete_checkpoint_skips_partial_ones(tmp_path):
-    from zppo_trl.buffer import STATE_FILE_NAME, write_state_file
-    from zppo_trl.trainer import last_complete_checkpoint
+    from zppo_trl.checkpoint import STATE_FILE_NAME, last_complete_checkpoint, write_state_file
+
+    def checkpoint(step, zppo_state=True, trainer_state=True):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if zppo_state:
+            write_state_file(str(folder / STATE_FILE_NAME), {"round": step, "global_step": step})
+        if trainer_state:
+            (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
 
     assert last_complete_checkpoint(str(tmp_path)) is None
-    for step in (2, 4, 6):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    write_state_file(str(tmp_path / "checkpoint-2" / STATE_FILE_NAME), {"round": 2})
-    write_state_file(str(tmp_path / "checkpoint-4" / STATE_FILE_NAME), {"round": 4})
+    checkpoint(2)
+    checkpoint(4)
+    checkpoint(6, zppo_state=False)
     (tmp_path / "checkpoint-6" / STATE_FILE_NAME).write_text('{"schema_version": 1, "chec')  # cut mid-write
-    with pytest.warns(UserWarning, match="checkpoint-6"):
+    checkpoint(8, trainer_state=False)  # ZPPO's state is written early (before an upload); transformers' last
+    with pytest.warns(UserWarning, match="checkpoint-8") as record:
         assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    assert any("checkpoint-6" in str(w.message) for w in record)
     shutil.rmtree(tmp_path / "checkpoint-4")
     assert last_complete_checkpoint(str(tmp_path)).endswith("checkpoint-2")

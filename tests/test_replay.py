@@ -2,16 +2,8 @@
 
 import pytest
 
-from zppo_trl.replay import (
-    HardVisit,
-    fit_to_unit,
-    group_unit,
-    plan_hints,
-    rank_hard,
-    ratio_count,
-    replay_count,
-    sample_replay,
-)
+from zppo_trl.hints import HardVisit, fit_to_unit, plan_hints, rank_hard
+from zppo_trl.replay import group_unit, ratio_count, replay_count, sample_replay
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,8 @@ def reward(completions, answer, **kwargs):
         (addition_dataset(8).rename_column("prompt", "question"), {}, r"no `prompt` column .* dataset.rename_column"),
         (addition_dataset(8).remove_columns("answer"), {}, r"needs dataset column\(s\) \['answer'\]"),
         (addition_dataset(8), {"teacher_column": "reference"}, "`teacher_column='reference'` is not a column"),
-        (addition_dataset(8).add_column("prompt_id", [1, 2, 3, 3, 4, 5, 6, 7]), {}, r"duplicates, e.g. \[3\]"),
-        (addition_dataset(8).add_column("prompt_id", [0.5] * 8), {}, "must be int or str, got float"),
+        (addition_dataset(8, ids=False).add_column("prompt_id", [1, 2, 3, 3, 4, 5, 6, 7]), {}, r"duplicates, e.g. \[3\]"),
+        (addition_dataset(8, ids=False).add_column("prompt_id", [0.5] * 8), {}, "must be int or str, got float"),
         (addition_dataset(8), {"correctness_reward": "accuracy"}, r"the reward functions are \[.reward.\]"),
         (addition_dataset(8), {"correctness_reward": "3"}, "names no reward function"),
         (addition_dataset(8), {"remove_unused_columns": True}, "remove_unused_columns=False"),
@@ -29,14 +29,20 @@ def test_bad_inputs_raise_before_generation(make_trainer, dataset, overrides, me
         make_trainer(reward, dataset=dataset, **overrides)
 
 
-def test_no_reward_function(make_trainer):
-    with pytest.raises(ValueError, match="`reward_funcs` is empty"):
-        make_trainer([])
+def test_multimodal_datasets_are_refused_at_construction(make_trainer):
+    with pytest.raises(ValueError, match=r"multimodal column\(s\) \['image'\]"):
+        make_trainer(reward, dataset=addition_dataset(8).add_column("image", [None] * 8))
 
 
-def test_an_iterable_dataset_is_refused(make_trainer):
-    with pytest.raises(TypeError, match="map-style"):
-        make_trainer(reward, dataset=addition_dataset(8).to_iterable_dataset())
+def test_vllm_context_too_short_for_a_hint_prompt_is_refused():
+    from zppo_trl import ZPPOConfig
+    from zppo_trl.validation import check_vllm_lengths
+
+    args = ZPPOConfig("out", use_cpu=True, bf16=False, use_vllm=True, vllm_max_model_length=4096,
+                      hint_prompt_max_tokens=4096, max_completion_length=256)  # fmt: skip
+    with pytest.raises(ValueError, match=r"\(4096\) \+ chat template \(30\) \+ max_completion_length \(256\) = 4382"):
+        check_vllm_lengths(args, template_overhead=30)
+    check_vllm_lengths(ZPPOConfig("out", use_cpu=True, bf16=False, use_vllm=True, vllm_max_model_length=8192), 30)
 
 
 def test_a_grpo_config_is_refused_with_the_fix(tokenizer, tmp_path):
@@ -49,7 +55,7 @@ def test_a_grpo_config_is_refused_with_the_fix(tokenizer, tmp_path):
 
 
 def test_string_prompt_ids_and_string_prompts_work(make_trainer):
-    data = addition_dataset(8, chat=False).add_column("prompt_id", [f"q{i}" for i in range(8)])
+    data = addition_dataset(8, chat=False, ids=False).add_column("prompt_id", [f"q{i}" for i in range(8)])
     trainer = make_trainer(reward, dataset=data, max_steps=1, hint_ratio=1.0)
     trainer.train()
     assert set(trainer.replay_buffer.ids()) <= {f"q{i}" for i in range(8)} and len(trainer.replay_buffer) == 2
@@ -64,7 +70,7 @@ def test_unaligned_save_steps_warn(make_trainer):
 
 def test_unhashable_prompt_ids_are_refused(make_trainer):
     with pytest.raises(ValueError, match="must be int or str, got list"):
-        make_trainer(reward, dataset=addition_dataset(8).add_column("prompt_id", [[i] for i in range(8)]))
+        make_trainer(reward, dataset=addition_dataset(8, ids=False).add_column("prompt_id", [[i] for i in range(8)]))
 
 
 # ---- per-question runtime faults: degrade that question only, counted, never stop the run
@@ -110,7 +116,7 @@ def test_a_teacher_returning_non_strings_warns_once_and_degrades(make_trainer):
 def test_a_wrong_version_buffer_state_is_refused_on_resume(make_trainer, tmp_path):
     import json
 
-    from zppo_trl.buffer import STATE_FILE_NAME
+    from zppo_trl.checkpoint import STATE_FILE_NAME
 
     trainer = make_trainer(reward, max_steps=2, save_strategy="steps", save_steps=2, output_dir=str(tmp_path / "a"))
     trainer.train()
@@ -127,7 +133,7 @@ def test_a_wrong_version_buffer_state_is_refused_on_resume(make_trainer, tmp_pat
 
 
 def test_a_buffer_state_from_another_step_is_refused(make_trainer, tmp_path):
-    from zppo_trl.buffer import STATE_FILE_NAME, read_state_file, write_state_file
+    from zppo_trl.checkpoint import STATE_FILE_NAME, read_state_file, write_state_file
 
     trainer = make_trainer(reward, max_steps=2, save_strategy="steps", save_steps=2, output_dir=str(tmp_path / "a"))
     trainer.train()

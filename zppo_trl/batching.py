@@ -28,6 +28,18 @@ _PADDED = {
 _ROWWISE = {"advantages", HINT_FLAG, INFORMATIVE_FLAG}
 
 
+def process_share(items, num_processes: int, process_index: int):
+    """This process's contiguous share of a round laid out in rank order (rows or per-row values; `gather` reassembles
+    them in the same order). Raises if the round does not split evenly: every process must hold as many rows."""
+    per_process, rest = divmod(len(items), num_processes)
+    if rest:
+        raise RuntimeError(
+            f"a round of {len(items)} rows cannot be split evenly over {num_processes} processes; please report this "
+            "as a zppo_trl bug"
+        )
+    return items[process_index * per_process : (process_index + 1) * per_process]
+
+
 def _pad_to(t: torch.Tensor, width: int, side: str, value) -> torch.Tensor:
     missing = width - t.shape[1]
     if missing <= 0:

@@ -20,15 +20,10 @@ a question is mastered only when it is solved without candidates.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
-STATE_FILE_NAME = "zppo_buffer_state.json"
 
 
 @dataclass
@@ -148,6 +143,14 @@ class HardQuestionBuffer:
             graduated = self.graduated_by_bin.get(entry_bin, 0)
         return graduated / admitted if admitted else None
 
+    def exit_rate(self) -> float | None:
+        """The paper's exit rate (Fig. 4): of the questions that left the buffer, the share that graduated,
+        graduated / (graduated + evicted). None until something was evicted: before that every exit is a graduation
+        and the rate says nothing (the graduation rate and the count still in the buffer do)."""
+        if self.total_evicted == 0:
+            return None
+        return self.total_graduated / (self.total_graduated + self.total_evicted)
+
     # ----------------------------------------------------------------------------------------------------------------
     # (de)serialisation
 
@@ -222,59 +225,3 @@ _BIN_KEYS = ("admitted_by_bin", "graduated_by_bin", "evicted_by_bin")
 
 def _bump(counter: dict[int, int], key: int) -> None:
     counter[key] = counter.get(key, 0) + 1
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# files: atomic write, checksum, schema check
-
-
-def _checksum(payload: dict) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def write_state_file(path: str, payload: dict) -> None:
-    """Write `payload` as JSON with a sha256 checksum, atomically (temp file in the same folder + rename).
-
-    transformers writes checkpoints in place, so a crash mid-write must never leave a half-written state that a
-    resume would read as valid: the rename is atomic on POSIX file systems.
-    """
-    document = {"schema_version": SCHEMA_VERSION, "checksum": _checksum(payload), "payload": payload}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".zppo_state.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(document, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def read_state_file(path: str) -> dict:
-    """Read a file written by `write_state_file`; raise `BufferStateError` naming the path if it is not intact."""
-    try:
-        with open(path) as f:
-            document = json.load(f)
-    except json.JSONDecodeError as err:
-        raise BufferStateError(
-            f"ZPPO buffer state {path} is corrupted or truncated ({err}). Resume from an earlier checkpoint, "
-            "or delete the file to restart the buffer empty."
-        ) from err
-    if not isinstance(document, dict) or document.get("schema_version") != SCHEMA_VERSION:
-        version = document.get("schema_version") if isinstance(document, dict) else None
-        raise BufferStateError(
-            f"ZPPO buffer state {path} has schema_version={version!r}; this zppo_trl reads {SCHEMA_VERSION}. "
-            "Resume with the zppo_trl version that wrote it."
-        )
-    payload = document.get("payload")
-    if not isinstance(payload, dict) or document.get("checksum") != _checksum(payload):
-        raise BufferStateError(
-            f"ZPPO buffer state {path} fails its checksum: the file was modified or partially written. Resume from "
-            "an earlier checkpoint, or delete the file to restart the buffer empty."
-        )
-    return payload

@@ -1,4 +1,5 @@
-"""Which prompts join a generation round besides the new ones: replayed hard questions and hint prompts.
+"""Which buffered questions a generation round replays, how many extra groups a round may add, and how a
+question is identified.
 
 Pure functions, deterministic in `(seed, round_index)`, so that every process computes the same answer from the
 same (identical) buffer without communicating. The trainer calls them at generation time, with the latest buffer
@@ -7,11 +8,29 @@ same (identical) buffer without communicating. The trainer calls them at generat
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+
+def question_id(row: dict) -> int | str:
+    """The identity the buffer keys a question by: its `prompt_id` column when the dataset has one, else a hash of
+    its `prompt` and `answer` (so a streamed dataset needs no id column, and the same question met twice in a stream
+    is one question, whose visits update one buffer entry). Stable across processes and runs, unlike `hash()`.
+
+    Example:
+    ```python
+    >>> question_id({"prompt_id": 7, "prompt": "What is 2+3?"}), question_id({"prompt": "What is 2+3?", "answer": "5"})
+    (7, 'q-53f8c1ea2a1b8a43')
+    ```
+    """
+    if "prompt_id" in row:
+        return row["prompt_id"]
+    text = json.dumps([row["prompt"], row.get("answer")], sort_keys=True, default=str, ensure_ascii=False)
+    return "q-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def round_rng(seed: int, round_index: int, *salt: Any) -> random.Random:
@@ -46,17 +65,6 @@ def replay_count(ratio: float, num_new: int, buffer_size: int, unit: int) -> int
     return math.ceil(min(ratio_count(ratio, num_new), buffer_size) / unit) * unit
 
 
-def fit_to_unit(items: Sequence, unit: int) -> list:
-    """Cut a planned list of extra groups down to a multiple of `unit`; a non-empty list shorter than one unit is
-    repeated cyclically up to one unit instead (ours: the same hint prompt rolled out twice, never dropped)."""
-    items = list(items)
-    if not items or unit <= 1:
-        return items
-    if len(items) >= unit:
-        return items[: len(items) // unit * unit]
-    return [items[i % len(items)] for i in range(unit)]
-
-
 def sample_replay(
     buffer_ids: Sequence, count: int, seed: int, round_index: int, exclude: set | frozenset = frozenset()
 ) -> list:
@@ -74,46 +82,3 @@ def sample_replay(
     while len(drawn) < count:
         drawn.extend(rng.sample(pool, min(len(pool), count - len(drawn))))
     return drawn
-
-
-@dataclass
-class HardVisit:
-    """One plain (new or replayed) visit of a question in the current round, with what a hint needs."""
-
-    prompt_id: Any
-    position: int  # the group's index in the round's global order (tie-breaker)
-    correct: int
-    scored: int
-    row: dict  # the dataset row (original columns)
-    wrong_completions: list[str] = field(default_factory=list)
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.scored
-
-
-def rank_hard(visits: Sequence[HardVisit], hard_threshold: float) -> list[HardVisit]:
-    """Hard visits (scored, accuracy < τ), one per question, hardest first.
-
-    Ties in accuracy are broken by the position in the round (new prompts in sampler order, then replays); a question
-    visited twice in one round keeps its lowest-accuracy visit (ours).
-    """
-    best: dict[Any, HardVisit] = {}
-    for v in visits:
-        if v.scored > 0 and v.accuracy < hard_threshold and v.wrong_completions:
-            if v.prompt_id not in best or v.accuracy < best[v.prompt_id].accuracy:
-                best[v.prompt_id] = v
-    return sorted(best.values(), key=lambda v: (v.accuracy, v.position))
-
-
-def plan_hints(
-    ranked: Sequence[HardVisit], has_solution: Sequence[bool], slots: int, use_bcq: bool, use_ncq: bool
-) -> list[tuple[str, HardVisit]]:
-    """Walk hard questions hardest first, emitting each one's BCQ (when a correct solution exists) then its NCQ,
-    until `slots` hint prompts are planned (paper Alg. 1 step 4: when one slot is left, BCQ wins)."""
-    plan: list[tuple[str, HardVisit]] = []
-    for visit, solved in zip(ranked, has_solution, strict=True):
-        for kind, ok in (("bcq", use_bcq and solved), ("ncq", use_ncq)):
-            if ok and len(plan) < slots:
-                plan.append((kind, visit))
-    return plan

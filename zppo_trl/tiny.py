@@ -61,17 +61,19 @@ def build_tiny_llama(tokenizer, hidden_size: int = 64, num_layers: int = 2, seed
     return LlamaForCausalLM(config)
 
 
-def addition_dataset(n: int = 32, seed: int = 0, chat: bool = True):
-    """`n` questions "What is a + b?" with columns `prompt`, `answer` and `solution` (a worked reference)."""
+def addition_dataset(n: int = 32, seed: int = 0, chat: bool = True, ids: bool = True):
+    """`n` questions "What is a + b?" with columns `prompt_id` (0..n-1, unless `ids=False`), `prompt`, `answer` and
+    `solution` (a worked reference)."""
     from datasets import Dataset
 
     rng = random.Random(seed)
     rows = []
-    for _ in range(n):
+    for i in range(n):
         a, b = rng.randint(0, 99), rng.randint(0, 99)
         question = f"What is {a} + {b}?"
         rows.append(
             {
+                **({"prompt_id": i} if ids else {}),
                 "prompt": [{"role": "user", "content": question}] if chat else question,
                 "answer": str(a + b),
                 "solution": f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}.",

@@ -1,28 +1,30 @@
 """`ZPPOTrainer`: TRL's GRPOTrainer with a hard-question replay buffer and BCQ/NCQ hint prompts.
 
-The trainer is a thin seam over `trl.GRPOTrainer`. Each wrapped method calls `super()`; no TRL method body is
-copied:
+The trainer is a thin seam over `trl.GRPOTrainer`. Each wrapped method calls `super()`; no TRL method body is copied.
+Private TRL hooks wrapped (their signatures are pinned by tests/test_trainer.py):
 
-- `_generate_and_score_completions`: one generation round = TRL's pass over the new prompts plus the replayed
-  ones (decided here, at generation time, from the latest buffer), the buffer update from those plain rollouts,
-  then a second TRL pass over the hint prompts of the round's hardest questions; the two outputs are joined and,
-  with `advantage_estimator="zppo"`, given the paper's advantages.
-- `_generate` / `_calculate_rewards`: only remember the decoded completions and the gathered rewards.
-- `_prepare_inputs`: after TRL splits a round into micro-batches, re-split it so hint rows (long prompts) do not
-  pad plain rows, see `batching.regroup_micro_batches`.
-- `_save_checkpoint` / `_load_optimizer_and_scheduler` / `train`: save and restore the buffer state.
-- `log`: running totals are logged as their latest value, not averaged.
+- `_generate_and_score_completions`: one generation round = TRL's pass over the new prompts plus the replayed ones
+  (decided here, at generation time, from the latest buffer), the buffer update from those plain rollouts, then a
+  second TRL pass over the hint prompts of the round's hardest questions; the two outputs are joined and, with
+  `advantage_estimator="zppo"`, given the paper's advantages.
+- `_calculate_rewards`: only remembers the gathered rewards and this process's completions.
+- `_prepare_inputs`: after TRL splits a round into micro-batches, moves rows between the micro-batches of one
+  optimizer step so that hint rows (long prompts) do not pad plain rows, see `batching.regroup_micro_batches`.
+- `_get_per_token_logps_and_entropies`: runs the plain and hint rows of a mixed micro-batch as two trimmed forwards.
+
+Public methods wrapped: `compute_loss` (hands the micro-batch's hint flags to the split forward), `log` (running
+totals are gauges), `save_model` (ZPPO's state into checkpoints, the adapter's base id, the model card), `train`
+(restores ZPPO's state on resume), `create_model_card`.
 
 Every process holds the same buffer: it is updated only from gathered (identical) rewards, and every random choice
 is drawn from `random.Random` seeded by `(args.seed, round)`; a teacher is called on the main process and its
-answer broadcast.
+answer broadcast. The pure pieces live in their own modules: `buffer.py`, `replay.py` (which questions are replayed),
+`hints.py` (which get hint prompts), `prompts.py` (the BCQ/NCQ text), `teachers.py`, `advantages.py`, `batching.py`,
+`metrics.py`, `checkpoint.py`, `validation.py`.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
-import logging
 import os
 import textwrap
 import warnings
@@ -32,8 +34,6 @@ from typing import Any
 
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
-from datasets import Dataset, IterableDataset
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
@@ -45,33 +45,32 @@ from .batching import (
     concat_rollout_batches,
     drop_zero_variance_rows,
     informative_token_count,
+    process_share,
     regroup_micro_batches,
 )
-from .buffer import STATE_FILE_NAME, BufferStateError, HardQuestionBuffer, read_state_file, write_state_file
+from .buffer import HardQuestionBuffer
+from .checkpoint import STATE_FILE_NAME, checkpoint_step, last_complete_checkpoint, read_checkpoint_state
+from .checkpoint import write_state_file as write_state_file
 from .config import ZPPOConfig
-from .metrics import zero_variance_metrics
+from .hints import HardVisit, fit_to_unit, plan_hints, rank_hard, round_visits
+from .metrics import round_metrics, zero_variance_metrics
 from .model_card import zppo_card_section
-from .prompts import append_to_prompt, build_hint_prompt, completion_text
+from .prompts import append_to_prompt, build_hint_prompt
 from .quantization import disable_cpu_inference_repacking
-from .replay import (
-    HardVisit,
-    fit_to_unit,
-    group_unit,
-    plan_hints,
-    rank_hard,
-    ratio_count,
-    replay_count,
-    round_rng,
-    sample_replay,
-)
+from .replay import group_unit, question_id, ratio_count, replay_count, round_rng, sample_replay
 from .teachers import resolve_teacher, solutions_for
+from .validation import (
+    check_trainer_arguments,
+    check_vllm_lengths,
+    default_args,
+    resolve_correctness,
+    warn_if_advantage_options_ignored,
+    warn_if_checkpoints_split_rounds,
+)
 
-logger = logging.getLogger(__name__)
-
-KINDS = ("plain", "replay", "bcq", "ncq")
-# reward-function parameters TRL fills itself; any other required parameter must be a dataset column
-_TRL_REWARD_KWARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric",
-                      "environments", "kwargs", "args", "prompt_id", "zppo_kind"}  # fmt: skip
+# keyword arguments of GRPOTrainer._get_per_token_logps_and_entropies that carry per-row image inputs
+_MULTIMODAL_FORWARD_KWARGS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
+                              "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")  # fmt: skip
 
 
 class ZPPOTrainer(GRPOTrainer):
@@ -87,12 +86,15 @@ class ZPPOTrainer(GRPOTrainer):
 
     Attributes:
         replay_buffer (`HardQuestionBuffer`): the hard questions, identical on every process.
-        last_round (`dict`): the latest round's new and replayed prompt ids and its hint prompts as the student saw
+        last_round (`dict`): the latest round's new and replayed question ids and its hint prompts as the student saw
             them (`{"kind", "prompt_id", "prompt"}`), identical on every process.
 
-    The dataset must be a map-style `datasets.Dataset` with a `prompt` column; questions are identified by its
-    `prompt_id` column (unique int or str) or, when it has none, by their row index (added as `prompt_id`). Every row
-    a reward function sees carries the dataset columns plus `zppo_kind` in `("plain", "replay", "bcq", "ncq")`.
+    The training set is a `datasets.Dataset` or a streaming `IterableDataset` with a `prompt` column; the user's
+    datasets are never modified (TRL's sampler and the rows it hands to `training_step` are TRL's own). A question is
+    identified by its `prompt_id` column or, when there is none, by a hash of its `prompt` and `answer`
+    (`replay.question_id`); the buffer keeps each buffered question's row (at most `replay_capacity` rows, saved in
+    checkpoints), so replay never indexes the dataset. Every row a reward function sees carries the dataset columns
+    plus `prompt_id` and `zppo_kind` in `("plain", "replay", "bcq", "ncq")`.
     """
 
     _tag_names = ["trl", "grpo", "zppo"]
@@ -114,40 +116,15 @@ class ZPPOTrainer(GRPOTrainer):
         model,
         reward_funcs=None,
         args: ZPPOConfig | None = None,
-        train_dataset: Dataset | None = None,
+        train_dataset=None,
         eval_dataset=None,
         processing_class=None,
         teacher=None,
         **kwargs,
     ):
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = ZPPOConfig(f"{str(name).split('/')[-1] or 'model'}-ZPPO")
-        elif not isinstance(args, ZPPOConfig):
-            raise TypeError(
-                f"`args` must be a ZPPOConfig, got {type(args).__name__}. Build it with ZPPOConfig(...) and the same "
-                "arguments: every GRPOConfig field is accepted."
-            )
-        reward_list = reward_funcs if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
-        if reward_funcs is None or not [f for f in reward_list if f is not None]:
-            raise ValueError(
-                "`reward_funcs` is empty: ZPPO needs at least one reward function to tell correct rollouts from wrong "
-                "ones. Pass e.g. reward_funcs=zppo_trl.rewards.boxed_accuracy_reward."
-            )
-        if args.remove_unused_columns:
-            raise ValueError(
-                "`remove_unused_columns=True` would drop the `prompt_id` and answer columns ZPPO needs. Set "
-                "remove_unused_columns=False (the GRPOConfig default)."
-            )
-        if args.use_vllm and importlib.util.find_spec("vllm") is None:
-            raise ImportError(
-                "`use_vllm=True` but vLLM is not installed (it needs a CUDA machine): pip install 'zppo-trl[vllm]', "
-                "or set use_vllm=False. With vLLM, ZPPO's hint prompts go through the same vLLM path as plain ones."
-            )
-        train_dataset = _prepare_train_dataset(train_dataset, args, reward_list)
-        eval_dataset = _with_prompt_ids(eval_dataset)
+        args = default_args(model) if args is None else args
+        check_trainer_arguments(args, reward_funcs, train_dataset)
         self.teacher = resolve_teacher(teacher, args)
-
         super().__init__(
             model=model,
             reward_funcs=reward_funcs,
@@ -159,13 +136,14 @@ class ZPPOTrainer(GRPOTrainer):
         )
 
         disable_cpu_inference_repacking(self.model)  # QLoRA on CPU: see quantization.py
-        self._correctness_index = _resolve_correctness(args.correctness_reward, self.reward_func_names)
+        check_vllm_lengths(args, self._chat_template_overhead())
+        self._correctness_index = resolve_correctness(args.correctness_reward, self.reward_func_names)
         self.replay_buffer = HardQuestionBuffer(capacity=args.replay_capacity, hard_threshold=args.hard_threshold)
-        self._row_index = {pid: i for i, pid in enumerate(self.train_dataset["prompt_id"])}
+        self._replay_rows: dict = {}  # question id -> dataset row, for exactly the buffered questions
         self._zppo_round = 0  # generation rounds done; seeds every random choice, saved with the buffer
         self.last_round: dict = {}  # what the latest round fed the student (ids, hint prompts as seen), for logs
         self._teacher_warned = False
-        self._micro_batch_hint_flags: torch.Tensor | None = None  # set by _compute_loss for one micro-batch
+        self._micro_batch_hint_flags: torch.Tensor | None = None  # set by compute_loss for one micro-batch
         G, num_new = self.num_generations, args.generation_batch_size // self.num_generations
         unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
         most_extra = replay_count(args.replay_ratio, num_new, args.replay_capacity, unit) + max(
@@ -174,19 +152,12 @@ class ZPPOTrainer(GRPOTrainer):
         self._logs = _completions_table_logs(self._logs, args.generation_batch_size + most_extra * G)
         self._last_completions: list = []
         self._last_rewards_per_func: torch.Tensor | None = None
-        _warn_if_checkpoints_split_rounds(args)
-        _warn_if_advantage_options_ignored(args)
-
-    # ----------------------------------------------------------------------------------------------------------------
-    # stashes: remember what TRL computed, change nothing
-
-    def _generate(self, prompts: list):
-        result = super()._generate(prompts)
-        self._last_completions = result[3]  # decoded completions of this process, in row order
-        return result
+        warn_if_checkpoints_split_rounds(args)
+        warn_if_advantage_options_ignored(args)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_completions = completions  # this process's decoded completions, in row order
         self._last_rewards_per_func = rewards  # gathered: (all processes' rows, n_funcs), identical on every rank
         return rewards
 
@@ -201,34 +172,36 @@ class ZPPOTrainer(GRPOTrainer):
         unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
 
         # 1. plain groups = new prompts (TRL's sampler, global order) + replays drawn now from the latest buffer
-        new_groups = gather_object(inputs)[::G]
-        num_new = len(new_groups)
+        new_rows = gather_object(inputs)[::G]
+        new_ids = [question_id(row) for row in new_rows]
         replay_ids = sample_replay(
             self.replay_buffer.ids(),
-            replay_count(args.replay_ratio, num_new, len(self.replay_buffer), unit),
+            replay_count(args.replay_ratio, len(new_rows), len(self.replay_buffer), unit),
             args.seed,
             self._zppo_round,
-            exclude={row["prompt_id"] for row in new_groups},
+            exclude=set(new_ids),
         )
-        replay_rows = [self._dataset_row(pid) for pid in replay_ids]
-        plain_groups = [self._as_model_input(r, "plain") for r in new_groups]
-        plain_groups += [self._as_model_input(r, "replay") for r in replay_rows]
+        rows = new_rows + [self._replay_rows[pid] for pid in replay_ids]
+        kinds = ["plain"] * len(new_rows) + ["replay"] * len(replay_ids)
+        plain_groups = [self._as_model_input(r, kind) for r, kind in zip(rows, kinds)]
         output = self._rollout(plain_groups)
         plain_rewards = self._last_rewards_per_func
-        visits = self._visits(new_groups + replay_rows, plain_rewards)
+        correct, scored = (t.view(-1, G).cpu() for t in self._correct_and_scored(plain_rewards))
+        visits = round_visits(rows, new_ids + replay_ids, correct, scored, gather_object(self._last_completions))
 
-        # 2. the buffer learns from plain rollouts only
+        # 2. the buffer learns from plain rollouts only; it keeps the rows of exactly the questions it holds
         before = self.replay_buffer.counters()
         for v in visits:
             self.replay_buffer.visit(v.prompt_id, v.correct, v.scored, self._zppo_round)
+        row_of = {**self._replay_rows, **{v.prompt_id: v.row for v in visits}}
+        self._replay_rows = {pid: row_of[pid] for pid in self.replay_buffer.ids()}
 
         # 3. hint prompts for the round's hardest questions, rolled out as their own groups
-        plan, teacher_failures = self._plan_hints(visits, num_new, unit)
+        plan, teacher_failures = self._plan_hints(visits, len(new_rows), unit)
         hint_rewards = None
         output[HINT_FLAG] = torch.zeros_like(output["advantages"], dtype=torch.bool)
         if plan:
-            hint_groups = [row for _, row in plan]
-            hint_output = self._hint_pass(hint_groups)
+            hint_output = self._hint_pass([row for _, row in plan])
             hint_rewards = self._last_rewards_per_func
             hint_output[HINT_FLAG] = torch.ones_like(hint_output["advantages"], dtype=torch.bool)
             output = concat_rollout_batches(output, hint_output, self._tokenizer.pad_token_id)
@@ -243,29 +216,33 @@ class ZPPOTrainer(GRPOTrainer):
         output[INFORMATIVE_FLAG] = self._local_part(
             torch.cat([flags.repeat_interleave(G) for flags in has_variance]), round_rewards
         )
-        all_tokens, informative_tokens = (
-            output["num_items_in_batch"],
-            informative_token_count(output, self.accelerator.gather),
-        )
+        all_tokens = output["num_items_in_batch"]
+        informative_tokens = informative_token_count(output, self.accelerator.gather)
         if args.exclude_zero_variance_groups:
             output["num_items_in_batch"] = informative_tokens
 
+        # 5. metrics and the round's record
         after = self.replay_buffer.counters()
         counts = {key: after[key] - before[key] for key in after}  # admitted / graduated / evicted this round
-        self._log_round(counts, len(replay_ids), plan, hint_rewards, teacher_failures)
-        kinds = [row["zppo_kind"] for row in plain_groups] + [kind for kind, _ in plan]
-        for key, value in zero_variance_metrics(kinds, torch.cat(has_variance).tolist()).items():
+        hint_kinds = [kind for kind, _ in plan]
+        hint_correct = hint_scored = None
+        if hint_rewards is not None:
+            hint_correct, hint_scored = (t.view(-1, G).cpu() for t in self._correct_and_scored(hint_rewards))
+        metrics = {
+            **round_metrics(self.replay_buffer, counts, len(replay_ids), hint_kinds, hint_correct, hint_scored, G),
+            **zero_variance_metrics(kinds + hint_kinds, torch.cat(has_variance).tolist()),
+            "zppo/teacher_failures": float(teacher_failures),
+            "zppo/informative_token_share": float(informative_tokens / all_tokens.clamp(min=1)),
+            "zppo/loss_normalizer_tokens": float(output["num_items_in_batch"]),
+        }
+        for key, value in metrics.items():
             self._metrics["train"][key].append(value)
-        self._metrics["train"]["zppo/informative_token_share"].append(
-            float(informative_tokens / all_tokens.clamp(min=1))
-        )
-        self._metrics["train"]["zppo/loss_normalizer_tokens"].append(float(output["num_items_in_batch"]))
         self.last_round = {
             "round": self._zppo_round,
             **counts,
             "buffer_size": len(self.replay_buffer),
             "teacher_failures": teacher_failures,
-            "new": [row["prompt_id"] for row in new_groups],
+            "new": new_ids,
             "replayed": replay_ids,
             "hints": [{"kind": kind, "prompt_id": row["prompt_id"], "prompt": row["prompt"]} for kind, row in plan],
         }
@@ -273,26 +250,34 @@ class ZPPOTrainer(GRPOTrainer):
         return output
 
     def _as_model_input(self, row: dict, kind: str) -> dict:
-        """A copy of a dataset row as the student sees it: the answer-format instruction appended, `zppo_kind` set."""
+        """A copy of a dataset row as the student sees it: the answer-format instruction appended, `prompt_id` and
+        `zppo_kind` set (reward functions may read both)."""
         row = dict(row)
+        row["prompt_id"] = question_id(row)
         row["prompt"] = append_to_prompt(row["prompt"], self.args.answer_format_instruction)
         row["zppo_kind"] = kind
         return row
-
-    def _dataset_row(self, prompt_id) -> dict:
-        return dict(self.train_dataset[self._row_index[prompt_id]])
 
     def _local_rows(self, groups: Sequence[dict]) -> list[dict]:
         """This process's contiguous share of the round: each group repeated G times, split evenly in rank order
         (the order `gather` reassembles, so rewards line up with groups)."""
         rows = [dict(group) for group in groups for _ in range(self.num_generations)]
-        P, p = self.accelerator.num_processes, self.accelerator.process_index
-        per_process = len(rows) // P
-        assert per_process * P == len(rows) and per_process % self.args.steps_per_generation == 0, (
-            f"round of {len(rows)} rows cannot be split over {P} processes x {self.args.steps_per_generation} "
-            "micro-batches; please report this as a zppo_trl bug"
-        )
-        return rows[p * per_process : (p + 1) * per_process]
+        local = process_share(rows, self.accelerator.num_processes, self.accelerator.process_index)
+        if len(local) % self.args.steps_per_generation:
+            raise RuntimeError(
+                f"{len(local)} rows per process cannot be split into {self.args.steps_per_generation} micro-batches; "
+                "please report this as a zppo_trl bug"
+            )
+        return local
+
+    def _local_part(self, values: torch.Tensor, passes: list[torch.Tensor]) -> torch.Tensor:
+        """This process's rows of per-rollout `values` laid out pass after pass (all processes' plain rows, then all
+        hint rows), in the order of the joined output (its plain rows, then its hint rows)."""
+        P, p, start, local = self.accelerator.num_processes, self.accelerator.process_index, 0, []
+        for part in passes:
+            local.append(process_share(values[start : start + len(part)], P, p))
+            start += len(part)
+        return torch.cat(local)
 
     def _correct_and_scored(self, rewards_per_func: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per rollout: is it correct, and could it be scored at all (the correctness reward was not None/NaN)."""
@@ -300,15 +285,12 @@ class ZPPOTrainer(GRPOTrainer):
         scored = ~torch.isnan(values)
         return (values >= self.args.correct_threshold) & scored, scored
 
-    def _visits(self, rows: Sequence[dict], rewards_per_func: torch.Tensor) -> list[HardVisit]:
-        G = self.num_generations
-        correct, scored = (t.view(-1, G).cpu() for t in self._correct_and_scored(rewards_per_func))
-        completions = gather_object(self._last_completions)
-        visits = []
-        for g, row in enumerate(rows):
-            wrong = [completion_text(completions[g * G + i]) for i in range(G) if scored[g, i] and not correct[g, i]]
-            visits.append(HardVisit(row["prompt_id"], g, int(correct[g].sum()), int(scored[g].sum()), row, wrong))
-        return visits
+    def _total_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
+        """Weighted sum over reward functions per rollout, as TRL sums them; NaN where no function could score."""
+        weights = self.reward_weights.to(rewards_per_func.device)
+        rewards = (rewards_per_func * weights).nansum(dim=1)
+        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable rows stay out of statistics
+        return rewards
 
     def _plan_hints(self, visits: list[HardVisit], num_new: int, unit: int) -> tuple[list[tuple[str, dict]], int]:
         """The round's hint prompts, identical on every process: `[(kind, model-input row), ...]`."""
@@ -322,12 +304,8 @@ class ZPPOTrainer(GRPOTrainer):
             solutions, failures = self._teacher_solutions([v.row for v in ranked])
         plan = plan_hints(ranked, [bool(s) for s in solutions], slots, args.use_bcq, args.use_ncq)
         by_id = {v.prompt_id: s for v, s in zip(ranked, solutions)}
-        rows = []
-        for kind, visit in plan:
-            row = self._hint_row(kind, visit, by_id[visit.prompt_id])
-            if row is not None:
-                rows.append((kind, row))
-        return fit_to_unit(rows, unit), failures
+        rows = [(kind, self._hint_row(kind, visit, by_id[visit.prompt_id])) for kind, visit in plan]
+        return fit_to_unit([(kind, row) for kind, row in rows if row is not None], unit), failures
 
     def _teacher_solutions(self, rows: list[dict]) -> tuple[list[list[str]], int]:
         # one call on the main process, broadcast: a sampling or remote teacher cannot make ranks disagree
@@ -355,10 +333,21 @@ class ZPPOTrainer(GRPOTrainer):
         )  # fmt: skip
         if prompt is None:
             return None
-        return {**visit.row, "prompt": prompt, "zppo_kind": kind}  # the instruction is already in the prompt
+        # the instruction is already in the prompt
+        return {**visit.row, "prompt_id": visit.prompt_id, "prompt": prompt, "zppo_kind": kind}
 
     def _count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _chat_template_overhead(self) -> int:
+        """Tokens the chat template adds around a one-message prompt (0 without a chat template)."""
+        try:
+            templated = self._tokenizer.apply_chat_template(
+                [{"role": "user", "content": ""}], add_generation_prompt=True, tokenize=False
+            )
+        except (ValueError, AttributeError):
+            return 0
+        return self._count_tokens(templated)
 
     def _rollout(self, groups: list[dict]) -> dict:
         """TRL's rollout pass on this process's share of `groups`; the completions table gets a `zppo_kind` column."""
@@ -381,25 +370,8 @@ class ZPPOTrainer(GRPOTrainer):
                 metrics[f"zppo/hint/{key}"].extend(new)
         return hint_output
 
-    def _total_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
-        """Weighted sum over reward functions per rollout, as TRL sums them; NaN where no function could score."""
-        weights = self.reward_weights.to(rewards_per_func.device)
-        rewards = (rewards_per_func * weights).nansum(dim=1)
-        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable rows stay out of statistics
-        return rewards
-
-    def _local_part(self, values: torch.Tensor, passes: list[torch.Tensor]) -> torch.Tensor:
-        """This process's rows of per-rollout `values` laid out pass after pass (all processes' plain rows, then all
-        hint rows), in the order of the joined output (its plain rows, then its hint rows)."""
-        P, p, start, local = self.accelerator.num_processes, self.accelerator.process_index, 0, []
-        for part in passes:
-            per_process = len(part) // P
-            local.append(values[start + p * per_process : start + (p + 1) * per_process])
-            start += len(part)
-        return torch.cat(local)
-
     # ----------------------------------------------------------------------------------------------------------------
-    # micro-batches, logging, checkpoints
+    # micro-batches and the loss
 
     def _prepare_inputs(self, generation_batch):
         # a new round is recognised by TRL replacing its buffered micro-batches, not by re-deriving TRL's condition
@@ -416,10 +388,12 @@ class ZPPOTrainer(GRPOTrainer):
             inputs = self._buffered_inputs[self._step % args.steps_per_generation]
         return inputs
 
-    def _compute_loss(self, model, inputs):
-        self._micro_batch_hint_flags = inputs.get(HINT_FLAG)  # read by _get_per_token_logps_and_entropies
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # TRL's loss calls `_get_per_token_logps_and_entropies` without the batch; it needs the hint flags (TRL offers
+        # no way to pass a per-row field through), so they ride on the trainer for exactly this call
+        self._micro_batch_hint_flags = inputs.get(HINT_FLAG)
         try:
-            return super()._compute_loss(model, inputs)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         finally:
             self._micro_batch_hint_flags = None
 
@@ -430,7 +404,9 @@ class ZPPOTrainer(GRPOTrainer):
         trimmed columns are masked padding. Every process splits the same way (each holds the same number of plain
         and hint rows per micro-batch), so sharded engines see the same number of forward calls on every rank."""
         flags = self._micro_batch_hint_flags
-        multimodal = any(v is not None for v in kwargs.values() if not isinstance(v, bool)) or args
+        # split only text micro-batches that hold both kinds; any image input (hint prompts are text-only, so this is
+        # an evaluation or a user's own call) or a positional argument goes to TRL's forward unchanged
+        multimodal = args or any(kwargs.get(name) is not None for name in _MULTIMODAL_FORWARD_KWARGS)
         if flags is None or multimodal or flags.shape[0] != input_ids.shape[0] or flags.all() or not flags.any():
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
@@ -450,87 +426,50 @@ class ZPPOTrainer(GRPOTrainer):
         aux = None if outputs[0][2] is None else sum(o[2] * len(r) for o, r in zip(outputs, order)) / len(flags)
         return logps, entropies, aux
 
-    def _log_round(self, counts, replayed, plan, hint_rewards, teacher_failures):
-        metrics, buf = self._metrics["train"], self.replay_buffer
-        for key, value in counts.items():
-            metrics[f"zppo/{key}"].append(float(value))
-        kinds = [kind for kind, _ in plan]
-        metrics["zppo/replayed"].append(float(replayed))
-        metrics["zppo/bcq_prompts"].append(float(kinds.count("bcq")))
-        metrics["zppo/ncq_prompts"].append(float(kinds.count("ncq")))
-        metrics["zppo/teacher_failures"].append(float(teacher_failures))
-        for kind in ("bcq", "ncq"):
-            metrics[f"zppo/{kind}_accuracy"].append(self._hint_accuracy(kinds, hint_rewards, kind))
-        metrics["zppo/buffer_size"].append(float(len(buf)))
-        for key, value in buf.counters().items():
-            metrics[f"zppo/total_{key}"].append(float(value))
-        for k in range(self.num_generations + 1):
-            if k / self.num_generations < self.args.hard_threshold:
-                metrics[f"zppo/total_admitted_bin_{k}"].append(float(buf.admitted_by_bin.get(k, 0)))
-                metrics[f"zppo/total_graduated_bin_{k}"].append(float(buf.graduated_by_bin.get(k, 0)))
-
-    def _hint_accuracy(self, kinds: list[str], hint_rewards, kind: str) -> float:
-        if hint_rewards is None or kind not in kinds:
-            return float("nan")  # TRL's log() skips NaN: no such prompts this round
-        correct, scored = (t.view(-1, self.num_generations) for t in self._correct_and_scored(hint_rewards))
-        rows = torch.tensor([k == kind for k in kinds], device=correct.device)
-        n = scored[rows].sum()
-        return float(correct[rows].sum() / n) if n > 0 else float("nan")
+    # ----------------------------------------------------------------------------------------------------------------
+    # logging, state, checkpoints
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        # TRL averages each metric over the logging window; running totals and the buffer size are gauges, so keep
-        # their latest value (per-round counts stay averaged: a mean per round over the window).
+        # TRL averages each metric over the logging window; running totals, rates and the buffer size are gauges, so
+        # keep their latest value (per-round counts stay averaged: a mean per round over the window).
         for key, values in self._metrics["train"].items():
-            if values and (key.startswith("zppo/total_") or key == "zppo/buffer_size"):
+            if values and (key.startswith("zppo/total_") or key in ("zppo/buffer_size", "zppo/exit_rate")):
                 del values[:-1]
         super().log(logs, start_time)
 
     def zppo_state(self) -> dict:
-        return {"buffer": self.replay_buffer.state_dict(), "round": self._zppo_round,
-                "global_step": self.state.global_step}  # fmt: skip
-
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            folder = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
-            write_state_file(os.path.join(folder, STATE_FILE_NAME), self.zppo_state())
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is not None:
-            self.load_zppo_state(checkpoint)
+        """Everything ZPPO needs to resume: the buffer, the rows of the buffered questions, the round counter."""
+        return {"buffer": self.replay_buffer.state_dict(), "rows": [[pid, row] for pid, row in self._replay_rows.items()],
+                "round": self._zppo_round, "global_step": self.state.global_step}  # fmt: skip
 
     def load_zppo_state(self, checkpoint: str) -> None:
-        """Restore the buffer and round counter from `checkpoint/zppo_buffer_state.json`; raise a `BufferStateError`
-        that names the file and the fix (and change nothing) when it is missing, corrupted or does not match."""
-        path = os.path.join(checkpoint, STATE_FILE_NAME)
-        if not os.path.exists(path):
+        """Restore the buffer, its rows and the round counter from `checkpoint/zppo_buffer_state.json`; raise a
+        `BufferStateError` that names the file and the fix (and change nothing) when it is missing, corrupted or does
+        not belong to the checkpoint."""
+        payload = read_checkpoint_state(checkpoint)
+        buffer = HardQuestionBuffer(capacity=self.args.replay_capacity, hard_threshold=self.args.hard_threshold)
+        buffer.load_state_dict(payload.get("buffer", {}))
+        rows = {pid: row for pid, row in payload.get("rows", [])}
+        missing = [pid for pid in buffer.ids() if pid not in rows]
+        if missing:
+            from .buffer import BufferStateError
+
             raise BufferStateError(
-                f"{path} is missing: the checkpoint was not written by ZPPOTrainer, or its write was interrupted "
-                "(the buffer state is written last). Resume from an earlier checkpoint, or delete this one."
+                f"{os.path.join(checkpoint, STATE_FILE_NAME)} lacks the rows of buffered question(s) {missing[:5]}: "
+                "it was written by an older zppo_trl. Resume with that version, or from a fresh run."
             )
-        payload = read_state_file(path)
-        step = os.path.basename(os.path.normpath(checkpoint)).removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
-        if step.isdigit() and payload.get("global_step") != int(step):
-            raise BufferStateError(
-                f"{path} was saved at step {payload.get('global_step')} but sits in the checkpoint of step {step}. "
-                "Resume from a checkpoint whose files belong together."
-            )
-        if not isinstance(payload.get("round"), int) or payload["round"] < 0:
-            raise BufferStateError(f"{path} holds round={payload.get('round')!r}, expected a non-negative integer.")
-        self.replay_buffer.load_state_dict(payload.get("buffer", {}))
-        self._zppo_round = payload["round"]
+        self.replay_buffer, self._replay_rows, self._zppo_round = buffer, rows, payload["round"]
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         # transformers' `resume_from_checkpoint=True` takes the newest checkpoint folder even when its write was
-        # cut short; take the newest *complete* one (its ZPPO state, written last, is intact)
+        # cut short; take the newest *complete* one (see checkpoint.py)
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
                 raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete ZPPO "
                                  "checkpoint. Train from scratch (resume_from_checkpoint=None).")  # fmt: skip
+        if resume_from_checkpoint:
+            self.load_zppo_state(resume_from_checkpoint)  # before any generation: a bad state raises here
         output = super().train(resume_from_checkpoint, *args, **kwargs)
         # the final buffer and logs, next to the final model (HF saves logs only in checkpoints)
         if self.args.should_save:
@@ -540,6 +479,9 @@ class ZPPOTrainer(GRPOTrainer):
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)
+        if self.args.should_save and _internal_call and output_dir and checkpoint_step(output_dir) is not None:
+            # a checkpoint: ZPPO's state goes in now, before transformers starts a Hub upload of the folder
+            write_state_file(os.path.join(output_dir, STATE_FILE_NAME), self.zppo_state())
         # PEFT's save_pretrained has just written its own README.md: write ours over it (with the figure)
         if self.args.should_save and (output_dir is None or output_dir == self.args.output_dir):
             self.create_model_card()
@@ -565,145 +507,6 @@ class ZPPOTrainer(GRPOTrainer):
         )  # fmt: skip
         with open(os.path.join(output_dir, "README.md"), "a") as f:
             f.write("\n" + section)
-
-
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` folder of `output_dir` whose ZPPO buffer state reads back intact (it is written
-    last, so an intact state means the rest of the checkpoint was written before it). Partial ones are skipped with
-    a warning and left in place: nothing is deleted."""
-    if not os.path.isdir(output_dir):
-        return None
-    steps = sorted(
-        (int(name.split("-")[-1]), name)
-        for name in os.listdir(output_dir)
-        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.split("-")[-1].isdigit()
-    )
-    for _, name in reversed(steps):
-        folder = os.path.join(output_dir, name)
-        try:
-            read_state_file(os.path.join(folder, STATE_FILE_NAME))
-            return folder
-        except (OSError, BufferStateError) as err:
-            warnings.warn(f"skipping incomplete checkpoint {folder}: {err}", stacklevel=2)
-    return None
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# checks that run before any generation
-
-
-def _prepare_train_dataset(dataset, args: ZPPOConfig, reward_funcs: list) -> Dataset:
-    if dataset is None:
-        raise ValueError("`train_dataset` is None: ZPPO trains on a datasets.Dataset with a `prompt` column.")
-    if isinstance(dataset, IterableDataset) or not isinstance(dataset, Dataset):
-        raise TypeError(
-            f"`train_dataset` must be a map-style datasets.Dataset, got {type(dataset).__name__}: replay looks "
-            "questions up by id. Convert it with Dataset.from_list(list(dataset)) or Dataset.from_generator(...)."
-        )
-    columns = dataset.column_names
-    if "prompt" not in columns:
-        raise ValueError(
-            f"`train_dataset` has no `prompt` column (columns: {columns}). Rename the question column to `prompt`, "
-            "e.g. dataset.rename_column('question', 'prompt')."
-        )
-    if "zppo_kind" in columns:
-        raise ValueError("`train_dataset` has a `zppo_kind` column, which ZPPO sets itself. Rename or drop it.")
-    if args.teacher_column is not None and args.teacher_column not in columns:
-        raise ValueError(
-            f"`teacher_column={args.teacher_column!r}` is not a column of train_dataset (columns: {columns}). "
-            "Name the column holding reference solutions, or set teacher_column=None."
-        )
-    for func in reward_funcs:
-        if callable(func) and not isinstance(func, torch.nn.Module):
-            missing = [p for p in _required_params(func) if p not in columns and p not in _TRL_REWARD_KWARGS]
-            if missing:
-                raise ValueError(
-                    f"reward function {getattr(func, '__name__', func)!r} needs dataset column(s) {missing}, which "
-                    f"train_dataset lacks (columns: {columns}). Add the column(s) or rename them."
-                )
-    if "prompt_id" not in columns:
-        return _with_prompt_ids(dataset)
-    ids = dataset["prompt_id"]
-    bad = next((x for x in ids if isinstance(x, bool) or not isinstance(x, (int, str))), None)
-    if bad is not None:
-        raise ValueError(
-            f"`prompt_id` values must be int or str, got {type(bad).__name__} ({bad!r}). Use a unique int or "
-            "string id per question, or drop the column to use row indices."
-        )
-    if len(set(ids)) != len(ids):
-        seen, dupes = set(), []
-        for x in ids:
-            if x in seen and len(dupes) < 5:
-                dupes.append(x)
-            seen.add(x)
-        raise ValueError(
-            f"`prompt_id` has duplicates, e.g. {dupes}: each question needs a unique id (the buffer is keyed by "
-            "it). Deduplicate the dataset or drop the column to use row indices."
-        )
-    return dataset
-
-
-def _with_prompt_ids(dataset):
-    """Add a `prompt_id` column (the row index) where it is missing, so every row has the same keys."""
-    if isinstance(dataset, dict):
-        return type(dataset)({name: _with_prompt_ids(d) for name, d in dataset.items()})
-    if isinstance(dataset, Dataset) and "prompt_id" not in dataset.column_names:
-        return dataset.add_column("prompt_id", list(range(len(dataset))))
-    return dataset
-
-
-def _required_params(func) -> list[str]:
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty]
-
-
-def _resolve_correctness(choice: str | int | None, names: list[str]) -> int:
-    if choice is None:
-        return 0
-    if isinstance(choice, int) or (isinstance(choice, str) and choice.isdigit()):
-        index = int(choice)
-        if 0 <= index < len(names):
-            return index
-    elif choice in names:
-        return names.index(choice)
-    raise ValueError(
-        f"`correctness_reward={choice!r}` names no reward function; the reward functions are {names} (indices "
-        f"0..{len(names) - 1}). Use one of those names or indices."
-    )
-
-
-def _warn_if_checkpoints_split_rounds(args: ZPPOConfig) -> None:
-    """TRL does not checkpoint a round's buffered rollouts: a checkpoint taken mid-round resumes by generating a new
-    round, so the resumed run differs from an uninterrupted one. Warn when `save_steps` allows that."""
-    micro_steps = args.steps_per_generation * args.num_iterations  # micro-steps per round
-    if args.save_strategy != "steps" or (isinstance(args.save_steps, float) and args.save_steps < 1):
-        return
-    ga = args.gradient_accumulation_steps
-    if micro_steps % ga != 0 or int(args.save_steps) % (micro_steps // ga) != 0:
-        warnings.warn(
-            f"`save_steps={args.save_steps}` is not a multiple of the {micro_steps / ga:g} optimizer steps of one "
-            "generation round (steps_per_generation * num_iterations / gradient_accumulation_steps): a resumed run "
-            "will not repeat an uninterrupted one exactly. Align save_steps to rounds.",
-            stacklevel=3,
-        )
-
-
-def _warn_if_advantage_options_ignored(args: ZPPOConfig) -> None:
-    """`advantage_estimator="zppo"` computes the paper's advantages itself: TRL's scaling options do not apply."""
-    ignored = {"scale_rewards": (args.scale_rewards, "group"),
-               "multi_objective_aggregation": (args.multi_objective_aggregation, "sum_then_normalize")}  # fmt: skip
-    changed = [f"{name}={value!r}" for name, (value, default) in ignored.items() if value != default]
-    if args.advantage_estimator == "zppo" and changed:
-        warnings.warn(
-            f"{', '.join(changed)} is ignored with advantage_estimator='zppo' (the paper's Norm w/o Zero, which "
-            "sums the weighted rewards and normalises over non-trivial groups). Set advantage_estimator='grpo' to "
-            "use TRL's estimator with these options, or leave them at their defaults.",
-            stacklevel=3,
-        )
 
 
 def _completions_table_logs(logs: dict, maxlen: int) -> dict:

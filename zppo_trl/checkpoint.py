@@ -1,0 +1,133 @@
+"""ZPPO's state in a checkpoint folder, and which checkpoint a resume may trust.
+
+ZPPO saves one file, `zppo_buffer_state.json` (the buffer, the replayable question rows, the round counter and the
+global step), written atomically with a checksum. transformers' `_save_checkpoint` writes, in this order: the model
+(`save_model`, where ZPPOTrainer writes its state, so that it is in the folder before a Hub upload of the checkpoint
+starts), the optimizer and scheduler, the RNG states, `trainer_state.json`, then starts the upload when
+`push_to_hub` is set. A checkpoint is therefore *complete* when `trainer_state.json` and ZPPO's state both read back
+intact and name the same global step: a folder cut short anywhere before the end fails that test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .buffer import SCHEMA_VERSION, BufferStateError
+
+STATE_FILE_NAME = "zppo_buffer_state.json"
+TRAINER_STATE_NAME = "trainer_state.json"  # transformers' name, written after everything else of a checkpoint
+
+
+def _checksum(payload: dict) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_state_file(path: str, payload: dict) -> None:
+    """Write `payload` as JSON with a sha256 checksum, atomically (temp file in the same folder + rename).
+
+    transformers writes checkpoints in place, so a crash mid-write must never leave a half-written state that a
+    resume would read as valid: the rename is atomic on POSIX file systems.
+    """
+    document = {"schema_version": SCHEMA_VERSION, "checksum": _checksum(payload), "payload": payload}
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".zppo_state.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(document, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_state_file(path: str) -> dict:
+    """Read a file written by `write_state_file`; raise `BufferStateError` naming the path if it is not intact."""
+    try:
+        with open(path) as f:
+            document = json.load(f)
+    except json.JSONDecodeError as err:
+        raise BufferStateError(
+            f"ZPPO buffer state {path} is corrupted or truncated ({err}). Resume from an earlier checkpoint, "
+            "or delete the file to restart the buffer empty."
+        ) from err
+    if not isinstance(document, dict) or document.get("schema_version") != SCHEMA_VERSION:
+        version = document.get("schema_version") if isinstance(document, dict) else None
+        raise BufferStateError(
+            f"ZPPO buffer state {path} has schema_version={version!r}; this zppo_trl reads {SCHEMA_VERSION}. "
+            "Resume with the zppo_trl version that wrote it."
+        )
+    payload = document.get("payload")
+    if not isinstance(payload, dict) or document.get("checksum") != _checksum(payload):
+        raise BufferStateError(
+            f"ZPPO buffer state {path} fails its checksum: the file was modified or partially written. Resume from "
+            "an earlier checkpoint, or delete the file to restart the buffer empty."
+        )
+    return payload
+
+
+def checkpoint_step(folder: str) -> int | None:
+    """The global step in a `checkpoint-N` folder's name, or None for any other folder."""
+    name = os.path.basename(os.path.normpath(folder))
+    step = name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+    return int(step) if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and step.isdigit() else None
+
+
+def read_checkpoint_state(checkpoint: str) -> dict:
+    """ZPPO's state saved in `checkpoint`, checked to belong to it; raise a `BufferStateError` that names the file and
+    the fix when it is missing, corrupted or from another step."""
+    path = os.path.join(checkpoint, STATE_FILE_NAME)
+    if not os.path.exists(path):
+        raise BufferStateError(
+            f"{path} is missing: the checkpoint was not written by ZPPOTrainer, or its write was interrupted. "
+            "Resume from an earlier checkpoint, or delete this one."
+        )
+    payload = read_state_file(path)
+    step = checkpoint_step(checkpoint)
+    if step is not None and payload.get("global_step") != step:
+        raise BufferStateError(
+            f"{path} was saved at step {payload.get('global_step')} but sits in the checkpoint of step {step}. "
+            "Resume from a checkpoint whose files belong together."
+        )
+    if not isinstance(payload.get("round"), int) or payload["round"] < 0:
+        raise BufferStateError(f"{path} holds round={payload.get('round')!r}, expected a non-negative integer.")
+    return payload
+
+
+def _trainer_state_step(checkpoint: str) -> int:
+    path = os.path.join(checkpoint, TRAINER_STATE_NAME)
+    try:
+        with open(path) as f:
+            return int(json.load(f)["global_step"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise BufferStateError(
+            f"{path} is missing or unreadable ({err}): the checkpoint's write was cut short."
+        ) from err
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` folder of `output_dir` that is complete: its `trainer_state.json` (written last by
+    transformers) and ZPPO's state read back intact and name step N. Partial ones are skipped with a warning and left
+    in place: nothing is deleted."""
+    if not os.path.isdir(output_dir):
+        return None
+    folders = [os.path.join(output_dir, name) for name in os.listdir(output_dir)]
+    for folder in sorted((f for f in folders if checkpoint_step(f) is not None), key=checkpoint_step, reverse=True):
+        try:
+            read_checkpoint_state(folder)
+            if _trainer_state_step(folder) != checkpoint_step(folder):
+                raise BufferStateError(f"{folder}/{TRAINER_STATE_NAME} names another step.")
+            return folder
+        except (OSError, BufferStateError) as err:
+            warnings.warn(f"skipping incomplete checkpoint {folder}: {err}", stacklevel=2)
+    return None

@@ -1,0 +1,82 @@
+"""Which hard questions of a round get hint prompts, and of which kind (paper Alg. 1 steps 2-4).
+
+Pure functions over the round's plain visits, identical on every process. The prompt text itself (BCQ, NCQ) is built
+in `prompts.py`; the teacher's solutions come from `teachers.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .prompts import completion_text
+
+
+@dataclass
+class HardVisit:
+    """One plain (new or replayed) visit of a question in the current round, with what a hint needs."""
+
+    prompt_id: Any
+    position: int  # the group's index in the round's global order (tie-breaker)
+    correct: int
+    scored: int
+    row: dict  # the dataset row (original columns)
+    wrong_completions: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.scored
+
+
+def rank_hard(visits: Sequence[HardVisit], hard_threshold: float) -> list[HardVisit]:
+    """Hard visits (scored, accuracy < τ), one per question, hardest first.
+
+    Ties in accuracy are broken by the position in the round (new prompts in sampler order, then replays); a question
+    visited twice in one round keeps its lowest-accuracy visit (ours).
+    """
+    best: dict[Any, HardVisit] = {}
+    for v in visits:
+        if v.scored > 0 and v.accuracy < hard_threshold and v.wrong_completions:
+            if v.prompt_id not in best or v.accuracy < best[v.prompt_id].accuracy:
+                best[v.prompt_id] = v
+    return sorted(best.values(), key=lambda v: (v.accuracy, v.position))
+
+
+def plan_hints(
+    ranked: Sequence[HardVisit], has_solution: Sequence[bool], slots: int, use_bcq: bool, use_ncq: bool
+) -> list[tuple[str, HardVisit]]:
+    """Walk hard questions hardest first, emitting each one's BCQ (when a correct solution exists) then its NCQ,
+    until `slots` hint prompts are planned (paper Alg. 1 step 4: when one slot is left, BCQ wins)."""
+    plan: list[tuple[str, HardVisit]] = []
+    for visit, solved in zip(ranked, has_solution, strict=True):
+        for kind, ok in (("bcq", use_bcq and solved), ("ncq", use_ncq)):
+            if ok and len(plan) < slots:
+                plan.append((kind, visit))
+    return plan
+
+
+def fit_to_unit(items: Sequence, unit: int) -> list:
+    """Cut a planned list of extra groups down to a multiple of `unit`; a non-empty list shorter than one unit is
+    repeated cyclically up to one unit instead (ours: the same hint prompt rolled out twice, never dropped)."""
+    items = list(items)
+    if not items or unit <= 1:
+        return items
+    if len(items) >= unit:
+        return items[: len(items) // unit * unit]
+    return [items[i % len(items)] for i in range(unit)]
+
+
+def round_visits(
+    rows: Sequence[dict], question_ids: Sequence, correct: torch.Tensor, scored: torch.Tensor, completions: Sequence
+) -> list[HardVisit]:
+    """One `HardVisit` per plain group of a round, in the round's global order: its correct and scored rollouts (from
+    the correctness reward, `(groups, G)` bool tensors) and the text of its wrong rollouts (NCQ/BCQ candidates)."""
+    G = correct.shape[1]
+    visits = []
+    for g, (row, pid) in enumerate(zip(rows, question_ids, strict=True)):
+        wrong = [completion_text(completions[g * G + i]) for i in range(G) if scored[g, i] and not correct[g, i]]
+        visits.append(HardVisit(pid, g, int(correct[g].sum()), int(scored[g].sum()), row, wrong))
+    return visits
