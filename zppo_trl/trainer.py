@@ -58,7 +58,8 @@ from .model_card import zppo_card_section
 from .prompts import append_to_prompt, build_hint_prompt
 from .quantization import disable_cpu_inference_repacking
 from .replay import group_unit, question_id, ratio_count, replay_count, round_rng, sample_replay
-from .teachers import resolve_teacher, solutions_for
+from .rewards import answer_extractor
+from .teachers import resolve_teacher, solutions_for, use_answer_extractor
 from .validation import (
     check_trainer_arguments,
     check_vllm_lengths,
@@ -138,6 +139,9 @@ class ZPPOTrainer(GRPOTrainer):
         disable_cpu_inference_repacking(self.model)  # QLoRA on CPU: see quantization.py
         check_vllm_lengths(args, self._chat_template_overhead())
         self._correctness_index = resolve_correctness(args.correctness_reward, self.reward_func_names)
+        # one extractor: NCQ's wrong answers and a sampled teacher's answers are read as the correctness reward reads
+        self._extract_answer = answer_extractor(self.reward_funcs[self._correctness_index])
+        use_answer_extractor(self.teacher, self._extract_answer)
         self.replay_buffer = HardQuestionBuffer(capacity=args.replay_capacity, hard_threshold=args.hard_threshold)
         self._replay_rows: dict = {}  # question id -> dataset row, for exactly the buffered questions
         self._zppo_round = 0  # generation rounds done; seeds every random choice, saved with the buffer
@@ -329,7 +333,7 @@ class ZPPOTrainer(GRPOTrainer):
             kind, visit.row["prompt"], visit.wrong_completions, rng,
             correct=rng.choice(solutions) if kind == "bcq" else None, instruction=args.answer_format_instruction,
             max_prompt_tokens=args.hint_prompt_max_tokens, max_candidate_tokens=args.candidate_max_tokens,
-            count_tokens=self._count_tokens,
+            count_tokens=self._count_tokens, extract_answer=self._extract_answer,
         )  # fmt: skip
         if prompt is None:
             return None
