@@ -15,17 +15,27 @@ LoRA, a hard-question replay buffer, and BCQ/NCQ hint prompts built from GSM8K's
 Written for a free Colab **T4** (16 GB, fp16: the T4 has no bf16) with `Qwen/Qwen2.5-0.5B-Instruct`.
 **Not verified on Colab here**: this project's CI has no GPU and no Hub access. CI executes this notebook top to
 bottom on CPU with a tiny model built in code and a tiny built-in dataset, by overriding the parameters cell below
-(`TINY = True`)."""),
+(`TINY = True`).
+
+**Install source**: `ZPPO_TRL_SOURCE` in the first cell names the one place zppo-trl is installed from, pinned to a
+release tag; edit it before running in Colab."""),
     code("""# Parameters (CI overrides this cell)
+# Where zppo-trl is installed from: ONE pinned source. It is not on PyPI yet, and an unpinned `pip install zppo-trl`
+# would install whatever anyone publishes under that name. Use the project's git repository at a release tag (or,
+# once published, a pinned version such as "zppo-trl==0.1.0").
+ZPPO_TRL_SOURCE = "git+https://github.com/OWNER/zppo-trl.git@v0.1.0"  # EDIT: the repository you trust, at a tag
 MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 TINY = False            # True: a tiny random model + built-in problems, on CPU (what CI runs)
-INSTALL = True          # pip install zppo-trl (Colab); CI has it installed already
+INSTALL = True          # pip install ZPPO_TRL_SOURCE (Colab); CI has zppo-trl installed already
 MAX_STEPS = 60
 PUSH_TO_HUB = False     # set True and HUB_MODEL_ID to push the adapter with its ZPPO model card
 HUB_MODEL_ID = "your-name/qwen2.5-0.5b-gsm8k-zppo"
 OUTPUT_DIR = "qwen-zppo-gsm8k\""""),
     code("""if INSTALL:
-    !pip install -q zppo-trl"""),
+    if "OWNER" in ZPPO_TRL_SOURCE:
+        raise ValueError("Set ZPPO_TRL_SOURCE in the first cell to the zppo-trl repository and tag you install from.")
+    print("installing zppo-trl from", ZPPO_TRL_SOURCE)
+    !pip install -q "{ZPPO_TRL_SOURCE}\""""),
     md("## 1. Model, tokenizer, data"),
     code("""import torch
 from datasets import load_dataset

@@ -35,8 +35,8 @@ def test_gsm8k_answers_parse_into_gold_and_reference_solution():
 
 def test_math_style_and_unknown_schemas():
     math = to_zppo_format(Dataset.from_list([{"problem": "1/2 + 1/2?", "solution": "It is \\boxed{1}."}]))
-    assert math[0]["answer"] == "1"
-    with pytest.raises(ValueError, match="cannot tell question and answer apart in columns \\['text'\\]"):
+    assert math[0]["answer"] == "1" and math[0]["solution"] == "It is \\boxed{1}."
+    with pytest.raises(ValueError, match="question.*Columns found: \\['text'\\].*--question_column"):
         to_zppo_format(Dataset.from_list([{"text": "x"}]))
 
 
@@ -76,3 +76,20 @@ def test_cli_trains_one_step_on_the_embedded_model(tmp_path, capsys):
     assert (out / "adapter_model.safetensors").exists()
     state = json.loads((out / "zppo_buffer_state.json").read_text())
     assert state["payload"]["round"] == 1
+    # as it would be pushed: the Hub id of SmolLM2 as the base, in the adapter config and the card, no local path
+    from huggingface_hub import ModelCard
+
+    from zppo_trl.models import EMBEDDED_MODEL_ID, embedded_model_path
+
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == EMBEDDED_MODEL_ID
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == EMBEDDED_MODEL_ID and card.data.license == "apache-2.0"
+    for name in ("adapter_config.json", "README.md", "zppo_run.json", "trainer_state.json"):
+        assert embedded_model_path() not in (out / name).read_text()
+    # the eval command it prints works as printed, on CPU, scored like the run
+    command = next(line for line in printed.splitlines() if "evaluate it:" in line).split("evaluate it: ")[1]
+    assert main(command.split()[1:]) == 0
+    printed = capsys.readouterr().out
+    assert "[zppo] eval: adapter" in printed and f"on {EMBEDDED_MODEL_ID} (local weights" in printed
+    assert "16 questions x 4 samples, at most 16 new tokens, reward boxed_accuracy_reward" in printed
+    assert "[zppo] plain accuracy:" in printed

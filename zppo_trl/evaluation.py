@@ -1,7 +1,8 @@
 """Plain-prompt accuracy of a model on a dataset, sampling G completions per question (no hints, no buffer).
 
 Used by `zppo-trl eval` and the graduation benchmark. Prompts get the same answer-format instruction as in
-training, so before/after numbers compare like with like.
+training, and the reward is called as TRL calls it in training (completions as chat messages for chat prompts, the
+dataset's other columns as keyword arguments), so before/after numbers compare like with like.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ def plain_accuracy(
     batch_size: int = 8,
     reward: Callable = boxed_accuracy_reward,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict:
     """Mean correctness over `num_samples` sampled completions per question.
 
     Returns `{"accuracy": float, "per_question": {prompt_id: fraction correct}, "num_questions": int}`. A question
-    whose rollouts are all unscorable (reward None) is left out of the mean.
+    whose rollouts are all unscorable (reward None) is left out of the mean. `progress` shows a progress bar.
     """
+    from tqdm.auto import tqdm
+
     torch.manual_seed(seed)
+    bar = tqdm(total=len(dataset), desc="eval", unit="question", disable=not progress)
     was_training = model.training
     model.eval()
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -50,14 +55,23 @@ def plain_accuracy(
                 **batch, do_sample=True, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens,
                 num_return_sequences=num_samples, pad_token_id=tokenizer.pad_token_id,
             )  # fmt: skip
-            completions = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-            answers = [r["answer"] for r in rows for _ in range(num_samples)]
-            scores = reward(completions=completions, answer=answers)
+            completion_ids = out[:, batch["input_ids"].shape[1] :]
+            decoded = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+            chat = not isinstance(prompts[0], str)  # TRL hands chat prompts' completions over as messages
+            completions = [[{"role": "assistant", "content": t}] for t in decoded] if chat else decoded
+            columns = {k: [r[k] for r in rows for _ in range(num_samples)] for k in rows[0] if k != "prompt"}
+            scores = reward(
+                prompts=[p for p in prompts for _ in range(num_samples)], completions=completions,
+                completion_ids=[ids[ids != tokenizer.pad_token_id].tolist() for ids in completion_ids],
+                zppo_kind=["plain"] * len(decoded), **columns,
+            )  # fmt: skip
             for i, row in enumerate(rows):
                 mine = [s for s in scores[i * num_samples : (i + 1) * num_samples] if s is not None]
                 if mine:
                     per_question[row.get("prompt_id", start + i)] = sum(mine) / len(mine)
+            bar.update(len(rows))
     finally:
+        bar.close()
         tokenizer.padding_side = padding_side
         model.train(was_training)
     accuracy = sum(per_question.values()) / len(per_question) if per_question else float("nan")

@@ -482,20 +482,29 @@ class ZPPOTrainer(GRPOTrainer):
         return output
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        from .model_card import record_base_model
+
         super().save_model(output_dir, _internal_call)
         if self.args.should_save and _internal_call and output_dir and checkpoint_step(output_dir) is not None:
             # a checkpoint: ZPPO's state goes in now, before transformers starts a Hub upload of the folder
             write_state_file(os.path.join(output_dir, STATE_FILE_NAME), self.zppo_state())
+        if self.args.should_save:  # adapter_config.json names the base's Hub id, not the local folder it came from
+            pushing = self.args.push_to_hub or (_internal_call and output_dir is None)  # how push_to_hub saves
+            record_base_model(self, output_dir or self.args.output_dir, pushing=pushing)
         # PEFT's save_pretrained has just written its own README.md: write ours over it (with the figure)
         if self.args.should_save and (output_dir is None or output_dir == self.args.output_dir):
             self.create_model_card()
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
-        """TRL's card (tags `zppo`, `trl`, `grpo`, base model, citation) plus the ZPPO section: config values that
-        differ from the defaults, buffer statistics by entry bin and the buffer figure."""
-        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        """The model card, written whole by `model_card.trainer_model_card` instead of TRL's template (whose
+        quick-start cannot load an adapter): front matter with the base model's Hub id, a PEFT quick-start on a
+        training question, TRL's tags, versions and citations, and the ZPPO section (config values that differ from
+        the defaults, buffer statistics by entry bin, the buffer figure). `dataset_name` names the data in it."""
         if not self.is_world_process_zero():
             return
+        from .model_card import trainer_model_card
+        from .models import base_model_id
+
         output_dir = self.args.output_dir
         self.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))
         figure = None
@@ -504,13 +513,10 @@ class ZPPOTrainer(GRPOTrainer):
 
             plot_graduation(output_dir)
             figure = FIGURE_NAME
-        base = get_config_model_id(self.model.config)
-        section = zppo_card_section(
-            self.replay_buffer, self.args, self.num_generations, base if base and not os.path.isdir(base) else None,
-            dataset_name, figure,
-        )  # fmt: skip
-        with open(os.path.join(output_dir, "README.md"), "a") as f:
-            f.write("\n" + section)
+        base = base_model_id(get_config_model_id(self.model.config), self.args.base_model_id)
+        section = zppo_card_section(self.replay_buffer, self.args, self.num_generations, base, dataset_name, figure)
+        card = trainer_model_card(self, section, model_name=model_name, dataset_name=dataset_name, tags=tags)
+        card.save(os.path.join(output_dir, "README.md"))
 
 
 def _completions_table_logs(logs: dict, maxlen: int) -> dict:
