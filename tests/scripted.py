@@ -1,4 +1,7 @@
-"""A scripted correctness reward shared by the trainer tests: 0/1 by question id, whatever the model writes."""
+"""Shared by the trainer tests: a scripted correctness reward (0/1 by question id, whatever the model writes) and
+the on-policy surrogate loss written out by hand."""
+
+import torch
 
 from zppo_trl.prompts import prompt_text
 
@@ -24,3 +27,25 @@ class ScriptedReward:
 
     def ids(self, *kinds, step=None):
         return {r["id"] for r in self.rows if r["kind"] in kinds and (step is None or r["step"] == step)}
+
+
+def hand_loss(model, batch, rows, normaliser):
+    """The on-policy PPO surrogate's value and gradient written out: at ratio 1 the token loss is -A_i and its
+    gradient -A_i * grad log p(token); summed over `rows`, divided by `normaliser` (a token count, or `None` for
+    the mean over rows of per-row token means, TRL's `grpo`)."""
+    ids = torch.cat([batch["prompt_ids"][rows], batch["completion_ids"][rows]], dim=1)
+    attention = torch.cat([batch["prompt_mask"][rows], batch["completion_mask"][rows]], dim=1)
+    width = batch["completion_ids"].shape[1]
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, -width - 1 : -1]
+    logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch["completion_ids"][rows].unsqueeze(-1))[..., 0]
+    mask, advantages = batch["completion_mask"][rows].float(), batch["advantages"][rows].unsqueeze(1)
+    per_row = (-advantages * logps * mask).sum(1)
+    value = (-advantages * mask).sum(1)
+    if normaliser is None:
+        counts = mask.sum(1).clamp(min=1)
+        return (value / counts).mean(), (per_row / counts).mean()
+    return value.sum() / normaliser, per_row.sum() / normaliser
+
+
+def grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}

@@ -4,7 +4,7 @@ from collections import Counter, defaultdict
 
 import pytest
 import torch
-from scripted import ScriptedReward
+from scripted import ScriptedReward, grads, hand_loss
 
 import zppo_trl.trainer as trainer_module
 from zppo_trl.batching import HINT_FLAG, accumulation_groups
@@ -98,28 +98,6 @@ def _first_micro_batch(trainer, monkeypatch):
     return inputs, before_drop[0] if before_drop else inputs
 
 
-def _hand_loss(model, batch, rows, normaliser):
-    """The on-policy PPO surrogate's value and gradient written out: at ratio 1 the token loss is -A_i and its
-    gradient -A_i * grad log p(token); summed over `rows`, divided by `normaliser` (a token count, or `None` for
-    the mean over rows of per-row token means, TRL's `grpo`)."""
-    ids = torch.cat([batch["prompt_ids"][rows], batch["completion_ids"][rows]], dim=1)
-    attention = torch.cat([batch["prompt_mask"][rows], batch["completion_mask"][rows]], dim=1)
-    width = batch["completion_ids"].shape[1]
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, -width - 1 : -1]
-    logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch["completion_ids"][rows].unsqueeze(-1))[..., 0]
-    mask, advantages = batch["completion_mask"][rows].float(), batch["advantages"][rows].unsqueeze(1)
-    per_row = (-advantages * logps * mask).sum(1)
-    value = (-advantages * mask).sum(1)
-    if normaliser is None:
-        counts = mask.sum(1).clamp(min=1)
-        return (value / counts).mean(), (per_row / counts).mean()
-    return value.sum() / normaliser, per_row.sum() / normaliser
-
-
-def _grads(model):
-    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
 @pytest.mark.parametrize("exclude", [True, False])
 def test_zero_variance_groups_and_the_loss_normaliser(make_trainer, monkeypatch, loss_type, exclude):
@@ -142,16 +120,18 @@ def test_zero_variance_groups_and_the_loss_normaliser(make_trainer, monkeypatch,
     model.zero_grad()
     loss = trainer.compute_loss(model, inputs)
     loss.backward()
-    trained = _grads(model)
+    trained = grads(model)
 
     model.zero_grad()
     normaliser = None if loss_type == "grpo" else tokens[informative].sum()
-    value, surrogate = _hand_loss(model, full, informative, normaliser)
+    value, surrogate = hand_loss(model, full, informative, normaliser)
     surrogate.backward()
-    alone = _grads(model)
+    alone = grads(model)
     dilution = 1.0
     if not exclude:  # the paper's aggregation: zero-variance rollouts still count in the normaliser
-        dilution = (tokens[informative].sum() / tokens.sum()) if loss_type == "dapo" else len(informative) / len(everything)
+        dilution = (
+            (tokens[informative].sum() / tokens.sum()) if loss_type == "dapo" else len(informative) / len(everything)
+        )
     assert torch.allclose(loss, value * dilution, rtol=1e-5, atol=1e-7)
     for name, grad in alone.items():
         assert torch.allclose(trained[name], grad * dilution, rtol=1e-4, atol=1e-7), name

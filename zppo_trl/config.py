@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from .advantages import ADVANTAGE_ESTIMATORS
+from .baselines import HINT_TYPES
 from .prompts import ANSWER_FORMAT_INSTRUCTION
 
 
@@ -47,6 +48,16 @@ class ZPPOConfig(GRPOConfig):
         answer_format_instruction (`str`, *optional*):
             Sentence appended to every plain and hint prompt (and at evaluation); `None` appends nothing. The
             paper's sentence is `zppo_trl.ANSWER_FORMAT_INSTRUCTION`; pass `"paper"` to use it.
+
+        hint_type (`str`, *optional*, defaults to `"bcq_ncq"`):
+            How the teacher's solution reaches the student on the round's hardest questions: `"bcq_ncq"` (ZPPO),
+            or one of the paper's baselines, `"hint"` (an answer-free hint in `<hint>` tags) or `"prefix"` (the
+            first `prefix_fraction` of a correct solution starts the answer, masked from the loss); see
+            `zppo_trl.baselines`. All use the same buffer, the same hardest-first choice and the same `hint_ratio` cap
+            (one group per question for `hint`/`prefix`, up to two for `bcq_ncq`). `use_bcq`/`use_ncq` apply to
+            `"bcq_ncq"` only: turning either off with another type raises, as does a baseline with `hint_ratio=0`.
+        prefix_fraction (`float`, *optional*, defaults to `0.4`):
+            α of the Prefix baseline: the share of a correct teacher solution's tokens given as the start of the answer.
 
         > Parameters that control the teacher
 
@@ -138,6 +149,18 @@ class ZPPOConfig(GRPOConfig):
             "<think>/\\boxed{} instruction, None appends nothing."
         },
     )
+    hint_type: str = field(
+        default="bcq_ncq",
+        metadata={
+            "help": "How the teacher's solution reaches the student on hard questions: 'bcq_ncq' (ZPPO), or the "
+            "paper's baselines 'hint' (answer-free hint in the prompt) or 'prefix' (forced solution prefix).",
+            "choices": list(HINT_TYPES),
+        },
+    )
+    prefix_fraction: float = field(
+        default=0.4,
+        metadata={"help": "Prefix baseline: share of a correct teacher solution's tokens that start the answer."},
+    )
     teacher_column: str | None = field(
         default=None,
         metadata={"help": "Dataset column holding a reference solution per question, used as the BCQ candidate."},
@@ -223,6 +246,19 @@ class ZPPOConfig(GRPOConfig):
             raise ValueError(
                 f"`candidate_max_tokens` ({self.candidate_max_tokens}) must not exceed `hint_prompt_max_tokens` "
                 f"({self.hint_prompt_max_tokens}). Lower the first or raise the second."
+            )
+        if self.hint_type not in HINT_TYPES:
+            raise ValueError(f"`hint_type` must be one of {HINT_TYPES}, got {self.hint_type!r}.")
+        _check_range("prefix_fraction", self.prefix_fraction, 0.0, 1.0, low_open=True, fix="Use 0.4 (paper default).")
+        if self.hint_type != "bcq_ncq" and not (self.use_bcq and self.use_ncq):
+            raise ValueError(
+                f"`use_bcq={self.use_bcq}`, `use_ncq={self.use_ncq}` with `hint_type={self.hint_type!r}`: use_bcq and "
+                "use_ncq choose between ZPPO's two hint prompts and apply to hint_type='bcq_ncq' only. Leave them True."
+            )
+        if self.hint_type != "bcq_ncq" and self.hint_ratio == 0:
+            raise ValueError(
+                f"`hint_type={self.hint_type!r}` with `hint_ratio=0` builds nothing: set hint_ratio > 0 (0.25, the "
+                "paper's) or hint_type='bcq_ncq' for GRPO with the buffer (GRPO†)."
             )
         if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
             raise ValueError(

@@ -6,7 +6,7 @@ import torch
 
 from .buffer import HardQuestionBuffer
 
-GROUP_KINDS = ("plain", "replay", "bcq", "ncq")
+GROUP_KINDS = ("plain", "replay", "bcq", "ncq")  # always reported; a baseline adds its own kind
 
 
 def zero_variance_metrics(kinds: list[str], has_variance: list[bool]) -> dict[str, float]:
@@ -46,12 +46,12 @@ def round_metrics(
     num_generations: int,
 ) -> dict[str, float]:
     """What one round did to the buffer and with hints: per-round counts (`zppo/admitted|graduated|evicted|
-    replayed|bcq_prompts|ncq_prompts`), hint-rollout accuracies, and gauges of the whole run so far (`zppo/
+    replayed|<kind>_prompts` for bcq, ncq and a baseline's hint kind), hint-rollout accuracies, and gauges of the whole run so far (`zppo/
     buffer_size`, `zppo/total_*`, per entry bin `zppo/total_admitted_bin_{k}` / `zppo/total_graduated_bin_{k}`,
     and the paper's `zppo/exit_rate` once something was evicted)."""
     metrics = {f"zppo/{key}": float(value) for key, value in counts.items()}
     metrics["zppo/replayed"] = float(replayed)
-    for kind in ("bcq", "ncq"):
+    for kind in sorted({"bcq", "ncq", *hint_kinds}):
         metrics[f"zppo/{kind}_prompts"] = float(hint_kinds.count(kind))
         metrics[f"zppo/{kind}_accuracy"] = hint_accuracy(hint_kinds, hint_correct, hint_scored, kind)
     metrics["zppo/buffer_size"] = float(len(buffer))

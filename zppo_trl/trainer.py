@@ -38,6 +38,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from .advantages import group_has_variance, zppo_advantages
+from .baselines import build_answer_hint_prompt, build_prefix_prompt, full_completion, solution_prefix
 from .batching import (
     HINT_FLAG,
     INFORMATIVE_FLAG,
@@ -72,6 +73,10 @@ from .validation import (
 # keyword arguments of GRPOTrainer._get_per_token_logps_and_entropies that carry per-row image inputs
 _MULTIMODAL_FORWARD_KWARGS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
                               "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")  # fmt: skip
+
+
+# on Prefix rows until the rewards are computed: [prefix text, chat dataset?]; taken off before TRL's rewards see the row
+PREFIX_KEY = "zppo_prefix"
 
 
 class ZPPOTrainer(GRPOTrainer):
@@ -126,6 +131,11 @@ class ZPPOTrainer(GRPOTrainer):
         args = default_args(model) if args is None else args
         check_trainer_arguments(args, reward_funcs, train_dataset)
         self.teacher = resolve_teacher(teacher, args)
+        if args.hint_type != "bcq_ncq" and self.teacher is None:
+            raise ValueError(
+                f"`hint_type={args.hint_type!r}` needs a teacher's correct solutions: set teacher_column (reference "
+                "solutions), teacher_model, or pass teacher= to the trainer."
+            )
         super().__init__(
             model=model,
             reward_funcs=reward_funcs,
@@ -147,6 +157,7 @@ class ZPPOTrainer(GRPOTrainer):
         self._zppo_round = 0  # generation rounds done; seeds every random choice, saved with the buffer
         self.last_round: dict = {}  # what the latest round fed the student (ids, hint prompts as seen), for logs
         self._teacher_warned = False
+        self._unbuilt_hints = 0  # planned hint prompts of the latest round that could not be built
         self._micro_batch_hint_flags: torch.Tensor | None = None  # set by compute_loss for one micro-batch
         G, num_new = self.num_generations, args.generation_batch_size // self.num_generations
         unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
@@ -160,6 +171,9 @@ class ZPPOTrainer(GRPOTrainer):
         warn_if_advantage_options_ignored(args)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        if inputs and PREFIX_KEY in inputs[0]:  # Prefix baseline: rewards read prefix + continuation
+            prefixes = [row.pop(PREFIX_KEY) for row in inputs]
+            completions = [full_completion(c, *prefix) for c, prefix in zip(completions, prefixes, strict=True)]
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._last_completions = completions  # this process's decoded completions, in row order
         self._last_rewards_per_func = rewards  # gathered: (all processes' rows, n_funcs), identical on every rank
@@ -236,6 +250,7 @@ class ZPPOTrainer(GRPOTrainer):
             **round_metrics(self.replay_buffer, counts, len(replay_ids), hint_kinds, hint_correct, hint_scored, G),
             **zero_variance_metrics(kinds + hint_kinds, torch.cat(has_variance).tolist()),
             "zppo/teacher_failures": float(teacher_failures),
+            "zppo/hints_not_built": float(self._unbuilt_hints),
             "zppo/informative_token_share": float(informative_tokens / all_tokens.clamp(min=1)),
             "zppo/loss_normalizer_tokens": float(output["num_items_in_batch"]),
         }
@@ -304,11 +319,15 @@ class ZPPOTrainer(GRPOTrainer):
             return [], 0
         ranked = rank_hard(visits, args.hard_threshold)[:slots]  # each question takes at least one slot
         solutions, failures = [[] for _ in ranked], 0
-        if args.use_bcq and ranked:
+        if (args.use_bcq or args.hint_type != "bcq_ncq") and ranked:
             solutions, failures = self._teacher_solutions([v.row for v in ranked])
-        plan = plan_hints(ranked, [bool(s) for s in solutions], slots, args.use_bcq, args.use_ncq)
+        if args.hint_type == "bcq_ncq":
+            plan = plan_hints(ranked, [bool(s) for s in solutions], slots, args.use_bcq, args.use_ncq)
+        else:  # the paper's baselines: one group per hard question with a teacher solution
+            plan = [(args.hint_type, v) for v, s in zip(ranked, solutions) if s][:slots]
         by_id = {v.prompt_id: s for v, s in zip(ranked, solutions)}
         rows = [(kind, self._hint_row(kind, visit, by_id[visit.prompt_id])) for kind, visit in plan]
+        self._unbuilt_hints = sum(row is None for _, row in rows)
         return fit_to_unit([(kind, row) for kind, row in rows if row is not None], unit), failures
 
     def _teacher_solutions(self, rows: list[dict]) -> tuple[list[list[str]], int]:
@@ -325,10 +344,13 @@ class ZPPOTrainer(GRPOTrainer):
         return solutions, failures
 
     def _hint_row(self, kind: str, visit: HardVisit, solutions: list[str]) -> dict | None:
-        """One BCQ or NCQ model-input row (built in `prompts.build_hint_prompt`), or None if the question leaves no
-        room for candidates within `hint_prompt_max_tokens`."""
+        """One hint model-input row: BCQ or NCQ (built in `prompts.build_hint_prompt`), or a baseline's (built in
+        `baselines.py`); None when it cannot be built (no room for candidates within `hint_prompt_max_tokens`, or
+        no sentence of the solution is free of the answer)."""
         args = self.args
         rng = round_rng(args.seed, self._zppo_round, kind, visit.prompt_id)
+        if kind in ("hint", "prefix"):
+            return self._baseline_row(kind, visit, rng.choice(solutions))
         prompt = build_hint_prompt(
             kind, visit.row["prompt"], visit.wrong_completions, rng,
             correct=rng.choice(solutions) if kind == "bcq" else None, instruction=args.answer_format_instruction,
@@ -339,6 +361,23 @@ class ZPPOTrainer(GRPOTrainer):
             return None
         # the instruction is already in the prompt
         return {**visit.row, "prompt_id": visit.prompt_id, "prompt": prompt, "zppo_kind": kind}
+
+    def _baseline_row(self, kind: str, visit: HardVisit, solution: str) -> dict | None:
+        row, instruction = visit.row, self.args.answer_format_instruction
+        extra = {"prompt_id": visit.prompt_id, "zppo_kind": kind}
+        if kind == "hint":
+            prompt = build_answer_hint_prompt(row["prompt"], solution, str(row.get("answer", "")), instruction)
+            return None if prompt is None else {**row, **extra, "prompt": prompt}
+        tokenizer = self._tokenizer
+        prefix = solution_prefix(
+            solution, self.args.prefix_fraction,
+            lambda text: tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.decode,
+        )  # fmt: skip
+        render = lambda messages: tokenizer.apply_chat_template(
+            messages, continue_final_message=True, tokenize=False, **self.chat_template_kwargs
+        )
+        prompt = build_prefix_prompt(row["prompt"], prefix, instruction, render)
+        return {**row, **extra, "prompt": prompt, PREFIX_KEY: [prefix, not isinstance(row["prompt"], str)]}
 
     def _count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
