@@ -170,3 +170,24 @@ def test_completions_table_logs_the_advantages_trained_on(make_trainer):
 def test_trl_advantage_options_ignored_by_the_paper_estimator_warn(make_trainer):
     with pytest.warns(UserWarning, match="scale_rewards"):
         make_trainer(one_right_of_four, scale_rewards="batch")
+
+
+def test_exit_rate_once_questions_are_evicted(make_trainer, monkeypatch):
+    import zppo_trl.plotting as plotting
+
+    drawn = []
+    monkeypatch.setattr(plotting, "plot_graduation", lambda run_dir: drawn.append(run_dir))
+    trainer = make_trainer(ScriptedReward(flip_at_step=2), replay_capacity=2, replay_ratio=1.0, hint_ratio=0.0,
+                           max_steps=4, save_strategy="steps", save_steps=2)  # fmt: skip
+    trainer.train()
+    buffer, last = trainer.replay_buffer, trainer.state.log_history[-2]
+    assert buffer.total_evicted > 0 and buffer.total_graduated > 0
+    assert last["zppo/exit_rate"] == pytest.approx(
+        buffer.total_graduated / (buffer.total_graduated + buffer.total_evicted)
+    )
+    assert not drawn  # checkpoints re-create the card, not the figure
+    trainer.save_model()
+    card = open(f"{trainer.args.output_dir}/README.md").read()
+    assert (
+        drawn and f"exit rate (graduated / (graduated + evicted), the paper's Fig. 4) {buffer.exit_rate():.1%}" in card
+    )

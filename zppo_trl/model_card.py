@@ -77,7 +77,9 @@ def zppo_card_section(
         "### Replay buffer",
         "",
         f"Admitted {buffer.total_admitted}, graduated {buffer.total_graduated}, evicted {buffer.total_evicted}, "
-        f"still in the buffer {len(buffer)}; graduation rate {'n/a' if rate is None else f'{rate:.1%}'}.",
+        f"still in the buffer {len(buffer)}; graduation rate {'n/a' if rate is None else f'{rate:.1%}'}; exit rate "
+        f"(graduated / (graduated + evicted), the paper's Fig. 4) "
+        f"{'n/a: nothing evicted' if buffer.exit_rate() is None else f'{buffer.exit_rate():.1%}'}.",
         "",
         f"| entry bin (correct of {num_generations}) | admitted | graduated | graduation rate |",
         "|---|---|---|---|",

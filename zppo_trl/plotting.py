@@ -41,7 +41,9 @@ def plot_graduation(run_dir: str, out_path: str | None = None) -> str:
     if not os.path.exists(state_path):
         raise FileNotFoundError(f"{state_path} not found: plot a folder written by ZPPOTrainer (its output_dir).")
     with open(state_path) as f:
-        series = buffer_series(json.load(f)["log_history"])
+        log_history = json.load(f)["log_history"]
+    series = buffer_series(log_history)
+    rows = [h for h in log_history if "zppo/buffer_size" in h]
     if not series["steps"]:
         raise ValueError(f"{state_path} holds no zppo/* metrics: was the run trained with ZPPOTrainer?")
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
@@ -56,7 +58,10 @@ def plot_graduation(run_dir: str, out_path: str | None = None) -> str:
     left.set(title="Cumulative admissions and graduations", xlabel="step", ylabel="questions")
     left.legend(fontsize=7)
     right.plot(series["steps"], series["buffer_size"], color="black")
-    right.set(title="Buffer size", xlabel="step", ylabel="questions")
+    exit_rates = [h["zppo/exit_rate"] for h in rows if "zppo/exit_rate" in h]
+    exit_text = f", exit rate {exit_rates[-1]:.0%}" if exit_rates else ""  # graduated / (graduated + evicted)
+    right.set(title=f"Buffer size (still in buffer {series['buffer_size'][-1]:.0f}{exit_text})", xlabel="step",
+              ylabel="questions")  # fmt: skip
     fig.tight_layout()
     out_path = out_path or os.path.join(run_dir, FIGURE_NAME)
     fig.savefig(out_path)

@@ -538,20 +538,21 @@ class ZPPOTrainer(GRPOTrainer):
         """The model card, written whole by `model_card.trainer_model_card` instead of TRL's template (whose
         quick-start cannot load an adapter): front matter with the base model's Hub id, a PEFT quick-start on a
         training question, TRL's tags, versions and citations, and the ZPPO section (config values that differ from
-        the defaults, buffer statistics by entry bin, the buffer figure). `dataset_name` names the data in it."""
+        the defaults, buffer statistics by entry bin, the buffer figure). `dataset_name` names the data in it;
+        `plot=True` redraws the figure even during training."""
         if not self.is_world_process_zero():
             return
         from .model_card import trainer_model_card
         from .models import base_model_id
+        from .plotting import FIGURE_NAME, plot_graduation
 
         output_dir = self.args.output_dir
-        self.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))
-        figure = None
-        if any("zppo/buffer_size" in h for h in self.state.log_history):
-            from .plotting import FIGURE_NAME, plot_graduation
-
+        # TRL re-creates the card at every checkpoint: the figure (and the logs it is drawn from) is redrawn only when
+        # the card is made outside training (the final save_model, or a user's call), or when asked with plot=True
+        if kwargs.get("plot", not self.is_in_train) and any("zppo/buffer_size" in h for h in self.state.log_history):
+            self.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))
             plot_graduation(output_dir)
-            figure = FIGURE_NAME
+        figure = FIGURE_NAME if os.path.exists(os.path.join(output_dir, FIGURE_NAME)) else None
         base = base_model_id(get_config_model_id(self.model.config), self.args.base_model_id)
         section = zppo_card_section(self.replay_buffer, self.args, self.num_generations, base, dataset_name, figure)
         card = trainer_model_card(self, section, model_name=model_name, dataset_name=dataset_name, tags=tags)
