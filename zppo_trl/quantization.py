@@ -21,11 +21,13 @@ Importing this module also drops one bitsandbytes log line, "Failed to load CPU 
 kernels-community", logged when bitsandbytes is imported on a CPU with AVX512-BF16 without the optional `kernels`
 package (or without the Hub, from which `kernels` downloads it). transformers imports bitsandbytes through PEFT
 whenever both are installed, so every run printed it, quantised or not; the kernel only speeds up the inference layout
-that ZPPO turns off. The filter acts only if this module is imported before bitsandbytes.
+that ZPPO turns off. The filter acts only if this module is imported before bitsandbytes. For the same reason this
+module imports bitsandbytes itself with `kernels` hidden, so that the import makes no request to the Hub.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 
@@ -46,6 +48,29 @@ class _DropOptionalCpuKernelWarning(logging.Filter):
 
 
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropOptionalCpuKernelWarning())
+
+
+def _import_bitsandbytes_without_kernels() -> None:
+    """Import bitsandbytes (if installed and not imported yet) with the optional `kernels` package hidden from it.
+
+    On a CPU with AVX512-BF16, importing bitsandbytes 0.50 calls `kernels.get_kernel("kernels-community/...")`, which
+    asks the Hub for that kernel whenever `kernels` is installed: a network request in every run, since PEFT imports
+    bitsandbytes. Hidden, bitsandbytes' own `try` falls back to its built-in CPU code (its log line is dropped above).
+    """
+    if "bitsandbytes" in sys.modules or importlib.util.find_spec("bitsandbytes") is None:
+        return
+    kernels = sys.modules.get("kernels")
+    sys.modules["kernels"] = None  # makes `from kernels import ...` raise ImportError
+    try:
+        import bitsandbytes  # noqa: F401
+    finally:
+        if kernels is None:
+            sys.modules.pop("kernels", None)
+        else:
+            sys.modules["kernels"] = kernels
+
+
+_import_bitsandbytes_without_kernels()
 
 
 def disable_cpu_inference_repacking(model) -> int:
