@@ -52,10 +52,15 @@ class ZPPOConfig(GRPOConfig):
         hint_type (`str`, *optional*, defaults to `"bcq_ncq"`):
             How the teacher's solution reaches the student on the round's hardest questions: `"bcq_ncq"` (ZPPO),
             or one of the paper's baselines, `"hint"` (an answer-free hint in `<hint>` tags) or `"prefix"` (the
-            first `prefix_fraction` of a correct solution starts the answer, masked from the loss); see
+            first `prefix_fraction` of a correct solution starts the answer, masked from the loss) or
+            `"teacher_response"` (GRPO† + teacher response: no extra group; one wrong rollout of the question's plain
+            group is replaced by a correct teacher response scored 1, after the buffer update, and the advantages
+            are recomputed; off-policy by design, the baseline the paper argues against); see
             `zppo_trl.baselines`. All use the same buffer, the same hardest-first choice and the same `hint_ratio` cap
-            (one group per question for `hint`/`prefix`, up to two for `bcq_ncq`). `use_bcq`/`use_ncq` apply to
-            `"bcq_ncq"` only: turning either off with another type raises, as does a baseline with `hint_ratio=0`.
+            (one group per question for `hint`/`prefix`, up to two for `bcq_ncq`, one injected response per group for
+            `teacher_response`). `use_bcq`/`use_ncq` apply to `"bcq_ncq"` only: turning either off with another type
+            raises, as does a baseline with `hint_ratio=0`, and `teacher_response` with `beta != 0` or
+            `multi_objective_aggregation="normalize_then_sum"`.
         prefix_fraction (`float`, *optional*, defaults to `0.4`):
             α of the Prefix baseline: the share of a correct teacher solution's tokens given as the start of the answer.
 
@@ -153,7 +158,8 @@ class ZPPOConfig(GRPOConfig):
         default="bcq_ncq",
         metadata={
             "help": "How the teacher's solution reaches the student on hard questions: 'bcq_ncq' (ZPPO), or the "
-            "paper's baselines 'hint' (answer-free hint in the prompt) or 'prefix' (forced solution prefix).",
+            "paper's baselines 'hint' (answer-free hint in the prompt), 'prefix' (forced solution prefix) or "
+            "'teacher_response' (a correct teacher response injected into the student's group).",
             "choices": list(HINT_TYPES),
         },
     )
@@ -259,6 +265,18 @@ class ZPPOConfig(GRPOConfig):
             raise ValueError(
                 f"`hint_type={self.hint_type!r}` with `hint_ratio=0` builds nothing: set hint_ratio > 0 (0.25, the "
                 "paper's) or hint_type='bcq_ncq' for GRPO with the buffer (GRPO†)."
+            )
+        if self.hint_type == "teacher_response" and self.beta != 0:
+            raise ValueError(
+                f"`hint_type='teacher_response'` with `beta={self.beta}`: the injected response would need its "
+                "reference log-probs, another forward pass ZPPO does not run. Set beta=0.0 (the paper's) or choose "
+                "another hint_type."
+            )
+        if self.hint_type == "teacher_response" and self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"`hint_type='teacher_response'` with `multi_objective_aggregation="
+                f"{self.multi_objective_aggregation!r}`: the advantages recomputed after the injection follow TRL's "
+                "'sum_then_normalize' only. Set multi_objective_aggregation='sum_then_normalize' (the default)."
             )
         if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
             raise ValueError(

@@ -35,10 +35,20 @@ from typing import Any
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
 from trl import GRPOTrainer
+from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id
 
 from .advantages import group_has_variance, zppo_advantages
-from .baselines import build_answer_hint_prompt, build_prefix_prompt, full_completion, solution_prefix
+from .baselines import (
+    build_answer_hint_prompt,
+    build_prefix_prompt,
+    full_completion,
+    grpo_advantages,
+    plan_injections,
+    replace_completions,
+    solution_prefix,
+    teacher_completion_ids,
+)
 from .batching import (
     HINT_FLAG,
     INFORMATIVE_FLAG,
@@ -214,8 +224,16 @@ class ZPPOTrainer(GRPOTrainer):
         row_of = {**self._replay_rows, **{v.prompt_id: v.row for v in visits}}
         self._replay_rows = {pid: row_of[pid] for pid in self.replay_buffer.ids()}
 
-        # 3. hint prompts for the round's hardest questions, rolled out as their own groups
-        plan, teacher_failures = self._plan_hints(visits, len(new_rows), unit)
+        # 3. hint prompts for the round's hardest questions, rolled out as their own groups; or (GRPO† + teacher
+        # response) teacher responses injected into their plain groups, after the buffer saw the groups as sampled
+        injected = 0
+        if args.hint_type == "teacher_response":
+            plan = []
+            plain_rewards, injected, teacher_failures = self._inject_teacher_responses(
+                output, plain_groups, visits, scored & ~correct, plain_rewards, len(new_rows)
+            )
+        else:
+            plan, teacher_failures = self._plan_hints(visits, len(new_rows), unit)
         hint_rewards = None
         output[HINT_FLAG] = torch.zeros_like(output["advantages"], dtype=torch.bool)
         if plan:
@@ -230,6 +248,10 @@ class ZPPOTrainer(GRPOTrainer):
             advantages = zppo_advantages(torch.cat(round_rewards), G)
             output["advantages"] = self._local_part(advantages, round_rewards)
             _replace_latest(self._logs["advantages"], advantages.tolist())  # the table shows what is trained on
+        elif injected:  # TRL's advantages predate the injected responses: its formula again, on the new rewards
+            advantages = grpo_advantages(round_rewards[0], G, self.scale_rewards)
+            output["advantages"] = self._local_part(advantages, round_rewards)
+            _replace_latest(self._logs["advantages"], advantages.tolist())
         has_variance = [group_has_variance(r, G) for r in round_rewards]
         output[INFORMATIVE_FLAG] = self._local_part(
             torch.cat([flags.repeat_interleave(G) for flags in has_variance]), round_rewards
@@ -251,6 +273,7 @@ class ZPPOTrainer(GRPOTrainer):
             **zero_variance_metrics(kinds + hint_kinds, torch.cat(has_variance).tolist()),
             "zppo/teacher_failures": float(teacher_failures),
             "zppo/hints_not_built": float(self._unbuilt_hints),
+            **({"zppo/injected_responses": float(injected)} if args.hint_type == "teacher_response" else {}),
             "zppo/informative_token_share": float(informative_tokens / all_tokens.clamp(min=1)),
             "zppo/loss_normalizer_tokens": float(output["num_items_in_batch"]),
         }
@@ -329,6 +352,75 @@ class ZPPOTrainer(GRPOTrainer):
         rows = [(kind, self._hint_row(kind, visit, by_id[visit.prompt_id])) for kind, visit in plan]
         self._unbuilt_hints = sum(row is None for _, row in rows)
         return fit_to_unit([(kind, row) for kind, row in rows if row is not None], unit), failures
+
+    def _inject_teacher_responses(
+        self, output: dict, plain_groups: list[dict], visits: list[HardVisit], wrong, rewards_per_func, num_new: int
+    ) -> tuple[torch.Tensor, int, int]:
+        """GRPO† + teacher response (see `baselines.py`; off-policy by design): in at most `hint_ratio * N` hard
+        plain groups, hardest first, one wrong rollout becomes a correct teacher response. Edits this process's
+        `output` in place; returns the round's gathered rewards per function with the injected rows rescored, the
+        number injected and the teacher failures. Every process decides the same rows and runs the same collectives.
+
+        The reward functions score the injected completion as they score a rollout (row `zppo_kind`
+        `"teacher_response"`), then the correctness reward's score is set to 1: the teacher's solution is trusted, as
+        a BCQ candidate is. The other functions keep their own score of it (a format reward judges the teacher's
+        format). Its old-policy log-probs (when TRL keeps them) and vLLM sampling log-probs are the student's own
+        now; TRL's per-round metrics (lengths, rewards, `frac_reward_zero_std`) describe the sampled rollouts."""
+        args, G, tokenizer = self.args, self.num_generations, self._tokenizer
+        ranked = rank_hard(visits, args.hard_threshold)[: ratio_count(args.hint_ratio, num_new)]
+        if not ranked:
+            return rewards_per_func, 0, 0
+        solutions, failures = self._teacher_solutions([v.row for v in ranked])
+        rng = lambda visit: round_rng(args.seed, self._zppo_round, "teacher_response", visit.prompt_id)
+        plan = plan_injections(ranked, solutions, wrong, lambda visit, sols: rng(visit).choice(sols))
+        if not plan:
+            return rewards_per_func, 0, failures
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else self.eos_token_ids[0]
+        tokenize = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = [teacher_completion_ids(sol, tokenize, eos, args.max_completion_length) for _, sol in plan]
+
+        # this process's rows; the completion tensors (and every per-token tensor) widen if a response is longer
+        L, p = output["completion_ids"].shape[0], self.accelerator.process_index
+        local = [(row - p * L, c) for (row, _), c in zip(plan, ids) if p * L <= row < (p + 1) * L]
+        rows = [row for row, _ in local]
+        loss_tokens = lambda b: (b["completion_mask"] * (1 if b.get("tool_mask") is None else b["tool_mask"])).sum()
+        before = loss_tokens(output)
+        stop_ids = {*self.eos_token_ids, eos, tokenizer.pad_token_id}
+        output.update(replace_completions(output, rows, [c for _, c in local], tokenizer.pad_token_id, stop_ids,
+                                          self.mask_truncated_completions))  # fmt: skip
+        if output.get("old_per_token_logps") is not None:
+            # one forward on every process (a sharded model gathers its weights in it), on a row of its own if it
+            # holds no injected one
+            forward_rows = rows or [0]
+            logps = self._student_logps(output, forward_rows)
+            for key in ("old_per_token_logps", "sampling_per_token_logps"):
+                if output.get(key) is not None and rows:
+                    output[key][rows] = logps.to(output[key].dtype)
+        # a global token count: every process adds the change on all of them
+        changed = self.accelerator.gather(loss_tokens(output) - before).sum()
+        output["num_items_in_batch"] = output["num_items_in_batch"] + changed
+
+        # the reward functions see the teacher's completion; every process scores all of them, rank 0's copy is kept
+        inputs = [{**plain_groups[row // G], "zppo_kind": "teacher_response"} for row, _ in plan]
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        completions = [t if isinstance(r["prompt"], str) else [{"role": "assistant", "content": t}]
+                       for t, r in zip(texts, inputs)]  # fmt: skip
+        scores = super()._calculate_rewards(inputs, [r["prompt"] for r in inputs], completions, ids)[: len(plan)]
+        scores[:, self._correctness_index] = 1.0
+        rewards_per_func = rewards_per_func.clone()
+        rewards_per_func[[row for row, _ in plan]] = scores
+        return rewards_per_func, len(plan), failures
+
+    def _student_logps(self, batch: dict, rows: list[int]) -> torch.Tensor:
+        """The student's per-token log-probs of `rows`' completions now, without gradient (as TRL computes
+        `old_per_token_logps`)."""
+        ids = torch.cat([batch["prompt_ids"][rows], batch["completion_ids"][rows]], dim=1)
+        mask = torch.cat([batch["prompt_mask"][rows], batch["completion_mask"][rows]], dim=1)
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                self.model, ids, mask, batch["completion_ids"].shape[1], self.args.per_device_train_batch_size
+            )
+        return logps
 
     def _teacher_solutions(self, rows: list[dict]) -> tuple[list[list[str]], int]:
         # one call on the main process, broadcast: a sampling or remote teacher cannot make ranks disagree
