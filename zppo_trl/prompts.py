@@ -7,8 +7,9 @@
 
 Every candidate is *sanitised* (text that looks like the template's own tags or sentences, or like a chat special
 token, is neutralised so that it cannot change the prompt's structure) and *cut* to a token budget keeping its head
-and its final answer (ours: the middle is replaced by `TRUNCATION_MARK`). The templates are module constants and
-can be overridden per call.
+and its final answer (ours: the middle is replaced by `TRUNCATION_MARK`). The two BCQ candidates are moreover made
+alike in form (`normalize_bcq_pair`), so that neither length, a `<think>` block nor a cut mark tells the correct one
+from the wrong one. The templates are module constants and can be overridden per call.
 """
 
 from __future__ import annotations
@@ -104,28 +105,35 @@ def sanitize_candidate(text: str, templates: Sequence[str] = (BCQ_TEMPLATE, NCQ_
     return _SPECIAL_TOKEN.sub(lambda m: f"<| {m.group(1).strip()} |>", text)
 
 
-def truncate_keep_answer(text: str, max_tokens: int, count_tokens: TokenCounter = _default_counter) -> str:
+def truncate_keep_answer(
+    text: str,
+    max_tokens: int,
+    count_tokens: TokenCounter = _default_counter,
+    mark: str = TRUNCATION_MARK,
+    answer_share: float = 0.5,
+) -> str:
     """Cut `text` to at most `max_tokens` tokens, keeping its head and its tail (where the final answer is).
 
     Ours (the paper compresses with the teacher model instead): the last `\\boxed{}` and what follows it are kept
-    whole when they fit in half of the budget; the rest of the budget goes to the head. The middle is replaced by
-    `TRUNCATION_MARK`. Token counts are measured with `count_tokens`, so the result fits the real tokenizer.
+    whole when they fit in `answer_share` of the budget (half by default); the rest of the budget goes to the head.
+    The middle is replaced by `mark` (`TRUNCATION_MARK` by default). Token counts are measured with `count_tokens`,
+    so the result fits the real tokenizer.
     """
     if count_tokens(text) <= max_tokens:
         return text
-    budget = max_tokens - count_tokens(TRUNCATION_MARK)
+    budget = max_tokens - count_tokens(mark)
     if budget <= 0:
         return ""
     box = text.rfind("\\boxed{")
     tail = text[box:] if box != -1 else ""
-    if not tail or count_tokens(tail) > budget // 2:
+    if not tail or count_tokens(tail) > int(budget * answer_share):
         tail = _take_tail(text, budget // 2, count_tokens)
     head = _take_head(text[: len(text) - len(tail)], budget - count_tokens(tail), count_tokens)
-    out = head + TRUNCATION_MARK + tail
+    out = head + mark + tail
     # token counts of concatenations can exceed the sum of the parts by a token or two at the seams
     while count_tokens(out) > max_tokens and head:
         head = head[: max(0, len(head) - max(1, len(head) // 10))]
-        out = head + TRUNCATION_MARK + tail
+        out = head + mark + tail
     return out if count_tokens(out) <= max_tokens else _take_tail(text, max_tokens, count_tokens)
 
 
@@ -143,6 +151,40 @@ def _take_tail(text: str, max_tokens: int, count_tokens: TokenCounter) -> str:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if count_tokens(text[len(text) - mid :]) <= max_tokens else (lo, mid - 1)
     return text[len(text) - lo :] if lo else ""
+
+
+_THINK_TAG = re.compile(r"<\s*/?\s*think\s*>", re.IGNORECASE)
+_THINK_END = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
+BCQ_SEAM = "\n"  # ours: where a BCQ candidate is cut; a plain line break, the same in both candidates
+
+
+def strip_think(text: str) -> str:
+    """What follows the last `</think>` (the answer part of a reasoning rollout). When nothing follows it, or the
+    block is never closed (a rollout cut at `max_completion_length`), only the tags are removed."""
+    ends = list(_THINK_END.finditer(text))
+    after = text[ends[-1].end() :].strip() if ends else ""
+    return after or _THINK_TAG.sub("", text).strip()
+
+
+def normalize_bcq_pair(
+    first: str, second: str, max_tokens: int, count_tokens: TokenCounter = _default_counter
+) -> tuple[str, str]:
+    """The two BCQ candidates made alike in form, so that only their content tells which one is correct.
+
+    Ours (the paper rewrites both with the teacher's compression prompt; this is the model-free equivalent, applied
+    to whatever the teacher returned, compressed or not): both get the same treatment, in this order: `<think>` blocks
+    stripped (`strip_think`), sanitised, cut to `max_tokens` tokens, then the longer cut to the shorter's length in
+    characters. Every cut keeps the head and the final answer and joins them with `BCQ_SEAM`, no visible mark, so
+    "the longer one", "the shorter one" and "the one with a cut mark" are each right half of the time.
+    """
+    pair = [sanitize_candidate(strip_think(t)) for t in (first, second)]
+    pair = [truncate_keep_answer(t, max_tokens, count_tokens, mark=BCQ_SEAM) for t in pair]
+    length = min(len(t) for t in pair)
+    while True:
+        pair = [truncate_keep_answer(t, length, len, mark=BCQ_SEAM, answer_share=1.0) for t in pair]
+        if length == 0 or all(count_tokens(t) <= max_tokens for t in pair):  # tokens per character differ by text
+            return pair[0], pair[1]
+        length = int(length * 0.9)
 
 
 def _candidate_blocks(candidates: Sequence[str]) -> str:
@@ -163,10 +205,10 @@ def build_bcq_hint(
 ) -> str:
     """The BCQ text appended after the question: the template sentence and two candidates in random order.
 
-    The candidates are anonymised (no labels: only their order, drawn from `rng`, differs) and each is sanitised and
-    cut to `max_candidate_tokens`.
+    The candidates are anonymised (no labels: only their order, drawn from `rng`, differs) and alike in form
+    (`normalize_bcq_pair`: no `<think>` block, the same length, no cut mark), each within `max_candidate_tokens`.
     """
-    pair = [_clean(correct, max_candidate_tokens, count_tokens), _clean(wrong, max_candidate_tokens, count_tokens)]
+    pair = list(normalize_bcq_pair(correct, wrong, max_candidate_tokens, count_tokens))
     rng.shuffle(pair)
     return f"{template}\n{_candidate_blocks(pair)}"
 
@@ -249,7 +291,8 @@ def build_hint_prompt(
     if kind == "bcq":
         if correct is None:
             raise ValueError("a BCQ prompt needs a correct candidate")
-        wrong = rng.choice(list(wrong_rollouts))
+        # a wrong rollout with nothing but tags would cut the correct candidate to nothing (`normalize_bcq_pair`)
+        wrong = rng.choice([w for w in wrong_rollouts if strip_think(w)] or list(wrong_rollouts))
         order_seed = rng.random()  # one draw: the candidate order must not depend on how often the loop shrinks
         markup = count_tokens(f"{BCQ_TEMPLATE}\n{_candidate_blocks(['', ''])}")
         per_candidate = min(max_candidate_tokens, (room - markup - 4) // 2)
