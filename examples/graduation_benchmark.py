@@ -63,11 +63,19 @@ BCQ_MARKERS = ("", "p", "x", "y", "z")  # "" and "p" have known rules; x/y/z are
 PRETRAIN_MIX = {"easy": 0.3, "practice": 0.2, "hard": 0.2}  # the rest (0.3) are BCQ-format selection examples
 LABEL_NOISE = 0.1  # share of BCQ pretraining examples labelled with the wrong candidate: keeps the selector imperfect
 MIN_P = 0.1  # rollouts drop tokens below 0.1 x the top token's probability: "unreachable" means never sampled
-METHODS = {  # (replay_ratio, hint_ratio)
-    "grpo": (0.0, 0.0),
-    "grpo_replay": (0.5, 0.0),
-    "hints_only": (0.0, 0.5),
-    "zppo": (0.5, 0.5),
+CORE_METHODS = ("grpo", "grpo_replay", "hints_only", "zppo")  # always run (the report compares against them)
+METHODS = {  # ZPPOConfig overrides per method; --methods adds the ones after the core four
+    "grpo": dict(replay_ratio=0.0, hint_ratio=0.0),
+    "grpo_replay": dict(replay_ratio=0.5, hint_ratio=0.0),
+    "hints_only": dict(replay_ratio=0.0, hint_ratio=0.5),
+    "zppo": dict(replay_ratio=0.5, hint_ratio=0.5),
+    # the paper's baselines on the same buffer and budget (hint: every solution here is the answer itself, so no
+    # answer-free hint can be built: the run shows that as zppo/hints_not_built; prefix: the tag letter and digit)
+    "hint": dict(replay_ratio=0.5, hint_ratio=0.5, hint_type="hint"),
+    "prefix": dict(replay_ratio=0.5, hint_ratio=0.5, hint_type="prefix"),
+    # issue 18: the same methods with zero-variance groups left out of the loss normaliser
+    "grpo_replay_exclude": dict(replay_ratio=0.5, hint_ratio=0.0, exclude_zero_variance_groups=True),
+    "zppo_exclude": dict(replay_ratio=0.5, hint_ratio=0.5, exclude_zero_variance_groups=True),
 }
 PROFILES = {  # pretraining steps, RL steps, new prompts per RL step, train keys, held-out keys
     "default": (1000, 60, 8, 60, 32),
@@ -212,13 +220,13 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
 
     bcq_before, logp_before = accuracy(heldout_hard_bcq), gold_logprob(heldout_hard)
     before, before_hard = accuracy(heldout), accuracy(heldout_hard)
-    replay, hints = METHODS[method]
     args = ZPPOConfig(
         output_dir=os.path.join(out_dir, f"{method}-seed{seed}"), per_device_train_batch_size=new_prompts * 8,
         num_generations=8, max_completion_length=6, max_steps=rl_steps, learning_rate=3e-4, logging_steps=1,
         report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no", seed=seed,
-        disable_tqdm=True, teacher_column="solution", replay_ratio=replay, hint_ratio=hints, use_ncq=False,
+        disable_tqdm=True, teacher_column="solution", use_ncq=METHODS[method].get("hint_type") is not None,
         candidate_max_tokens=16, hint_prompt_max_tokens=512, temperature=1.0, min_p=MIN_P, beta=0.0,
+        **METHODS[method],
     )  # fmt: skip
     completions = []
     trainer = ZPPOTrainer(model=model, reward_funcs=exact_answer_reward, args=args, train_dataset=train,
@@ -255,7 +263,12 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
         "bcq_accuracy": mean_of("zppo/bcq_accuracy"), "ncq_accuracy": mean_of("zppo/ncq_accuracy"),
         "seconds_per_completion": elapsed / max(1, sum(completions)), "seconds_per_step": elapsed / rl_steps,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "steps": rl_steps,
-        "graduation_curves": curves,
+        "graduation_curves": curves, "generated_completions": sum(completions),
+        "hint_prompts": sum(h.get(f"zppo/{k}_prompts", 0) for h in history for k in ("bcq", "ncq", "hint", "prefix")),
+        "hints_not_built": sum(h.get("zppo/hints_not_built", 0) for h in history),
+        "zero_variance_share": {k: mean_of(f"zppo/zero_variance/{k}") for k in ("plain", "replay", "bcq", "hint",
+                                                                                   "prefix")},
+        "informative_token_share": mean_of("zppo/informative_token_share"),
     }  # fmt: skip
 
 
@@ -263,6 +276,11 @@ AVERAGED = ("graduation_rate", "heldout_accuracy_before", "heldout_accuracy_afte
             "heldout_hard_accuracy_after", "heldout_hard_bcq_accuracy_before", "heldout_hard_bcq_accuracy_after",
             "heldout_hard_gold_logprob_before", "heldout_hard_gold_logprob_after", "bcq_accuracy", "ncq_accuracy",
             "seconds_per_completion", "seconds_per_step", "peak_rss_mb")  # fmt: skip
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
 
 
 def summarise(per_seed: list[dict]) -> dict:
@@ -276,6 +294,8 @@ def summarise(per_seed: list[dict]) -> dict:
     out["admitted"] = sum(r["admitted"] for r in per_seed)
     out["graduated"] = sum(r["graduated"] for r in per_seed)
     out["steps"] = per_seed[0]["steps"]
+    out["generated_completions"] = sum(r["generated_completions"] for r in per_seed)
+    out["informative_token_share"] = _mean([r["informative_token_share"] for r in per_seed])
     out["per_seed"] = per_seed
     return out
 
@@ -336,6 +356,8 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", required=True)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each")
+    parser.add_argument("--methods", default="", help=f"extra methods after {list(CORE_METHODS)}, comma-separated, "
+                        f"from {[m for m in METHODS if m not in CORE_METHODS]}, or 'all'")  # fmt: skip
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # internal: method seed profile
     parser.add_argument("--pretrain", nargs=2, help=argparse.SUPPRESS)  # internal: seed profile
     args = parser.parse_args()
@@ -359,6 +381,15 @@ def main():
         return
     profile = "smoke" if args.smoke else "quick" if args.quick else "default"
     seeds = [0] if (args.quick or args.smoke) else [int(s) for s in args.seeds.split(",")]
+    extra = (
+        [m for m in METHODS if m not in CORE_METHODS]
+        if args.methods == "all"
+        else [m for m in args.methods.split(",") if m]
+    )
+    unknown = [m for m in extra if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    methods = [*CORE_METHODS, *[m for m in extra if m not in CORE_METHODS]]
     report = {"profile": profile, "seeds": seeds, "methods": {}}
     me = [sys.executable, __file__, "--out", args.out]
     with ThreadPoolExecutor(args.jobs) as pool:  # each run is its own 1-thread process: peak RSS is per run
@@ -371,8 +402,8 @@ def main():
                 raise RuntimeError(f"{method} seed {seed} failed:\n{done.stderr[-3000:]}")
             return json.loads(done.stdout.strip().splitlines()[-1])
 
-        runs = {(m, s): pool.submit(run, m, s) for s in seeds for m in METHODS}
-    for method in METHODS:
+        runs = {(m, s): pool.submit(run, m, s) for s in seeds for m in methods}
+    for method in methods:
         per_seed = [runs[method, s].result() for s in seeds]
         report["methods"][method] = summarise(per_seed)
         s = report["methods"][method]

@@ -57,11 +57,12 @@ def test_pretraining_never_shows_the_hard_rule_outside_a_hint(bench):
 @pytest.mark.slow
 def test_benchmark_smoke_fills_the_report(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    result = subprocess.run([sys.executable, SCRIPT, "--smoke", "--out", str(tmp_path)], env=env,
+    result = subprocess.run([sys.executable, SCRIPT, "--smoke", "--methods", "all", "--out", str(tmp_path)], env=env,
                             capture_output=True, text=True, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report["methods"]) == {"grpo", "grpo_replay", "hints_only", "zppo"}
+    assert set(report["methods"]) == {"grpo", "grpo_replay", "hints_only", "zppo", "hint", "prefix",
+                                      "grpo_replay_exclude", "zppo_exclude"}  # fmt: skip
     for method, summary in report["methods"].items():
         assert FIELDS <= set(summary), method
         assert summary["admitted"] > 0  # the buffer records admissions under every method
@@ -74,3 +75,8 @@ def test_benchmark_smoke_fills_the_report(tmp_path):
     assert all(f"| {method} |" in (tmp_path / "table.md").read_text() for method in report["methods"])
     assert report["methods"]["zppo"]["per_seed"][0]["bcq_accuracy"] is not None  # hint prompts were built
     assert report["methods"]["grpo_replay"]["per_seed"][0]["bcq_accuracy"] is None  # and only where asked for
+    runs = {m: s["per_seed"][0] for m, s in report["methods"].items()}
+    assert runs["prefix"]["hint_prompts"] > 0 and runs["prefix"]["bcq_accuracy"] is None  # prefix groups, no BCQ
+    assert runs["hint"]["hint_prompts"] == 0 and runs["hint"]["hints_not_built"] > 0  # answers only: nothing to hint
+    assert runs["zppo"]["generated_completions"] > runs["grpo"]["generated_completions"]  # hint groups cost rollouts
+    assert 0.0 <= runs["zppo"]["informative_token_share"] <= 1.0 and "plain" in runs["zppo"]["zero_variance_share"]
