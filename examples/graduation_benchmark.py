@@ -73,6 +73,7 @@ METHODS = {  # ZPPOConfig overrides per method; --methods adds the ones after th
     # answer-free hint can be built: the run shows that as zppo/hints_not_built; prefix: the tag letter and digit)
     "hint": dict(replay_ratio=0.5, hint_ratio=0.5, hint_type="hint"),
     "prefix": dict(replay_ratio=0.5, hint_ratio=0.5, hint_type="prefix"),
+    "teacher_response": dict(replay_ratio=0.5, hint_ratio=0.5, hint_type="teacher_response"),
     # issue 18: the same methods with zero-variance groups left out of the loss normaliser
     "grpo_replay_exclude": dict(replay_ratio=0.5, hint_ratio=0.0, exclude_zero_variance_groups=True),
     "zppo_exclude": dict(replay_ratio=0.5, hint_ratio=0.5, exclude_zero_variance_groups=True),
@@ -265,6 +266,7 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "steps": rl_steps,
         "graduation_curves": curves, "generated_completions": sum(completions),
         "hint_prompts": sum(h.get(f"zppo/{k}_prompts", 0) for h in history for k in ("bcq", "ncq", "hint", "prefix")),
+        "injected_responses": sum(h.get("zppo/injected_responses", 0) for h in history),
         "hints_not_built": sum(h.get("zppo/hints_not_built", 0) for h in history),
         "zero_variance_share": {k: mean_of(f"zppo/zero_variance/{k}") for k in ("plain", "replay", "bcq", "hint",
                                                                                    "prefix")},

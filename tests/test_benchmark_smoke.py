@@ -62,7 +62,7 @@ def test_benchmark_smoke_fills_the_report(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["methods"]) == {"grpo", "grpo_replay", "hints_only", "zppo", "hint", "prefix",
-                                      "grpo_replay_exclude", "zppo_exclude"}  # fmt: skip
+                                      "teacher_response", "grpo_replay_exclude", "zppo_exclude"}  # fmt: skip
     for method, summary in report["methods"].items():
         assert FIELDS <= set(summary), method
         assert summary["admitted"] > 0  # the buffer records admissions under every method
@@ -78,5 +78,6 @@ def test_benchmark_smoke_fills_the_report(tmp_path):
     runs = {m: s["per_seed"][0] for m, s in report["methods"].items()}
     assert runs["prefix"]["hint_prompts"] > 0 and runs["prefix"]["bcq_accuracy"] is None  # prefix groups, no BCQ
     assert runs["hint"]["hint_prompts"] == 0 and runs["hint"]["hints_not_built"] > 0  # answers only: nothing to hint
+    assert runs["teacher_response"]["injected_responses"] > 0 and runs["teacher_response"]["hint_prompts"] == 0
     assert runs["zppo"]["generated_completions"] > runs["grpo"]["generated_completions"]  # hint groups cost rollouts
     assert 0.0 <= runs["zppo"]["informative_token_share"] <= 1.0 and "plain" in runs["zppo"]["zero_variance_share"]

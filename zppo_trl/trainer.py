@@ -1,6 +1,7 @@
 """`ZPPOTrainer`: TRL's GRPOTrainer with a hard-question replay buffer and BCQ/NCQ hint prompts.
 
-The trainer is a thin seam over `trl.GRPOTrainer`. Each wrapped method calls `super()`; no TRL method body is copied.
+The trainer is a thin seam over `trl.GRPOTrainer`. Each wrapped method calls `super()` (except `create_model_card`,
+which writes the whole card: TRL's template cannot load an adapter); no TRL method body is copied.
 Private TRL hooks wrapped (their signatures are pinned by tests/test_trainer.py):
 
 - `_generate_and_score_completions`: one generation round = TRL's pass over the new prompts plus the replayed ones
@@ -110,7 +111,8 @@ class ZPPOTrainer(GRPOTrainer):
     identified by its `prompt_id` column or, when there is none, by a hash of its `prompt` and `answer`
     (`replay.question_id`); the buffer keeps each buffered question's row (at most `replay_capacity` rows, saved in
     checkpoints), so replay never indexes the dataset. Every row a reward function sees carries the dataset columns
-    plus `prompt_id` and `zppo_kind` in `("plain", "replay", "bcq", "ncq")`.
+    plus `prompt_id` and `zppo_kind` in `("plain", "replay", "bcq", "ncq")`, or a baseline's kind (`"hint"`,
+    `"prefix"`, `"teacher_response"`, see `hint_type`).
     """
 
     _tag_names = ["trl", "grpo", "zppo"]
