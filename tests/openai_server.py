@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class ChatServer:
     def __init__(self, mode="model", model=None, tokenizer=None, scripted_answer="42"):
         self.mode, self.model, self.tokenizer, self.scripted_answer = mode, model, tokenizer, scripted_answer
-        self.requests, self.auth_headers = 0, []
+        self.requests, self.auth_headers, self.messages = 0, [], []  # messages: each request's chat messages
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -23,6 +23,7 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests += 1
                 server.auth_headers.append(self.headers.get("Authorization"))
+                server.messages.append(body["messages"])
                 if server.mode == "hang":
                     time.sleep(3.0)  # longer than the client's timeout in the tests; bounded so the test ends
                     return

@@ -59,7 +59,7 @@ def test_column_teacher_reads_strings_and_lists_and_skips_empty():
     teacher = ColumnTeacher("solution")
     rows = [{"solution": "s1"}, {"solution": ["a", "", "b"]}, {"solution": ""}, {"solution": None}]
     assert teacher(rows) == [["s1"], ["a", "b"], [], []]
-    solutions, failures, _ = solutions_for(teacher, rows)
+    solutions, failures, *_ = solutions_for(teacher, rows)
     assert failures == 2 and solutions[0] == ["s1"]
 
 
@@ -73,7 +73,7 @@ def test_column_teacher_reads_strings_and_lists_and_skips_empty():
     ],
 )
 def test_teacher_faults_leave_questions_without_solutions_and_are_counted(teacher, fault):
-    solutions, failures, error = solutions_for(teacher, [{}, {}])
+    solutions, failures, error, _ = solutions_for(teacher, [{}, {}])
     assert fault in error
     assert failures == sum(1 for s in solutions if not s) >= 1
 

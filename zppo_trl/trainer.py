@@ -431,7 +431,9 @@ class ZPPOTrainer(GRPOTrainer):
             box = [solutions_for(self.teacher, rows)]
         if self.accelerator.num_processes > 1:
             broadcast_object_list(box, from_process=0)
-        solutions, failures, error = box[0]
+        solutions, failures, error, acceptance_rate = box[0]
+        if acceptance_rate is not None:  # a sampling teacher: its samples kept / drawn, this round
+            self._metrics["train"]["zppo/teacher_acceptance_rate"].append(acceptance_rate)
         if error and not self._teacher_warned:
             warnings.warn(f"ZPPO teacher fault, the questions concerned get NCQ prompts only: {error}", stacklevel=2)
             self._teacher_warned = True
