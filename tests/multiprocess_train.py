@@ -1,6 +1,7 @@
 """Run by tests/test_multiprocess.py under `torchrun --standalone --nproc_per_node 2`: trains the tiny model with
 ZPPO (checkpoints every 2 steps) and writes, per rank, the buffer state and hint prompts of every round to
-OUT/{tag}rank{r}.json. `python multiprocess_train.py OUT [resume]`: with `resume`, continue from checkpoint-2."""
+OUT/{tag}rank{r}.json. `python multiprocess_train.py OUT [resume | VARIANT]`: with `resume`, continue from
+checkpoint-2; a VARIANT (see VARIANTS) trains a baseline or option instead of ZPPO's defaults."""
 
 import json
 import os
@@ -18,11 +19,20 @@ from zppo_trl.tiny import addition_dataset, build_char_tokenizer, build_tiny_lla
 torch.set_num_threads(1)
 out_dir = sys.argv[1]
 resume = len(sys.argv) > 2 and sys.argv[2] == "resume"
+VARIANTS = {  # the other methods' rounds must be identical on both ranks too
+    "prefix_exclude": dict(hint_type="prefix", exclude_zero_variance_groups=True),
+    "teacher_response": dict(hint_type="teacher_response"),
+}
+variant = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] in VARIANTS else None
 HARD = set(range(0, 16, 2))
 
 
 def scripted_reward(completions, prompt_id, trainer_state, **kwargs):
-    # hard questions flip to solved at step 3, so graduations happen too
+    # hard questions flip to solved at step 3, so graduations happen too; with a variant, the easy ones score by the
+    # sampled text, so groups with and without reward variance both occur
+    if variant:
+        return [float(pid not in HARD and "1" in str(c) or trainer_state.global_step >= 3)
+                for c, pid in zip(completions, prompt_id)]  # fmt: skip
     return [float(pid not in HARD or trainer_state.global_step >= 3) for pid in prompt_id]
 
 
@@ -31,7 +41,9 @@ class Record(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         t = self.trainer
-        self.rounds.append({"step": state.global_step, "buffer": t.replay_buffer.state_dict(), "last": t.last_round})
+        logged = {k: v for k, v in state.log_history[-1].items() if k.startswith("zppo/")} if state.log_history else {}
+        self.rounds.append({"step": state.global_step, "buffer": t.replay_buffer.state_dict(), "last": t.last_round,
+                            "logged": logged})  # fmt: skip
 
 
 tokenizer = build_char_tokenizer()
@@ -54,6 +66,7 @@ args = ZPPOConfig(
     teacher_column="solution",
     hint_ratio=1.0,
     replay_ratio=0.5,
+    **(VARIANTS[variant] if variant else {}),
 )  # 6 rows per rank, G=4: groups straddle the two ranks on purpose
 record = Record()
 trainer = ZPPOTrainer(
@@ -66,6 +79,6 @@ trainer = ZPPOTrainer(
 )
 record.trainer = trainer
 trainer.train(resume_from_checkpoint=os.path.join(args.output_dir, "checkpoint-2") if resume else None)
-tag = "resumed-" if resume else ""
+tag = "resumed-" if resume else f"{variant}-" if variant else ""
 with open(os.path.join(out_dir, f"{tag}rank{trainer.accelerator.process_index}.json"), "w") as f:
     json.dump({"num_processes": trainer.accelerator.num_processes, "rounds": record.rounds}, f)

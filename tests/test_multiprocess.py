@@ -58,3 +58,20 @@ def test_two_processes_identical_deterministic_and_resumable(tmp_path):
     resumed = read_ranks(tmp_path / "a", "resumed-")
     assert [r["step"] for r in resumed] == [3, 4, 5]
     assert resumed[-1]["buffer"] == rounds[-1]["buffer"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["prefix_exclude", "teacher_response"])
+def test_two_processes_agree_on_the_baselines_and_the_normaliser(tmp_path, variant):
+    torchrun(tmp_path, variant)
+    rounds = read_ranks(tmp_path, f"{variant}-")  # identical buffers, hint prompts and logged zppo/* on both ranks
+    assert len(rounds) == 5
+    kind = {"prefix_exclude": "prefix", "teacher_response": None}[variant]
+    if kind:
+        assert any(h["kind"] == kind for r in rounds for h in r["last"]["hints"]), "no prefix groups ran"
+        logged = [r["logged"] for r in rounds if r["logged"]]  # on_step_end sees the previous step's log
+        normalisers = [log["zppo/loss_normalizer_tokens"] for log in logged]
+        shares = [log["zppo/informative_token_share"] for log in logged]
+        assert any(n > 0 for n in normalisers) and any(s < 1 for s in shares)  # zero-variance groups were left out
+    else:
+        assert sum(r["logged"].get("zppo/injected_responses", 0) for r in rounds) > 0

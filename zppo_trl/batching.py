@@ -169,15 +169,22 @@ def informative_token_count(batch: dict, gather) -> torch.Tensor:
     return gather(local).sum()
 
 
+# TRL loss types that normalise per micro-batch (by its rows or tokens) rather than by `num_items_in_batch`
+PER_MICRO_BATCH_LOSSES = ("grpo", "sapo", "bnpo", "dr_grpo", "luspo")
+
+
 def drop_zero_variance_rows(chunk: dict) -> dict:
     """The micro-batch without the rows of zero-variance groups, so TRL's per-micro-batch normalisers (`grpo`: mean
     over sequences, `bnpo`: token mean, `dr_grpo`: rows x max length) count only rows that carry a gradient.
 
     Those rows have zero advantage, so with `beta == 0` they add nothing to the loss: dropping them changes only the
     normaliser. A micro-batch with no informative row keeps one row with its loss mask zeroed (loss and gradient 0),
-    so every process still runs one forward and backward per micro-step.
+    so every process still runs one forward and backward per micro-step. The hint flags are dropped with the rows:
+    processes now hold different mixes of plain and hint rows, and a plain/hint split forward must run the same
+    number of forward calls on every process (DDP, ZeRO-3), so the micro-batch runs as one forward.
     """
     keep = chunk[INFORMATIVE_FLAG]
+    chunk = {k: v for k, v in chunk.items() if k != HINT_FLAG}
     if bool(keep.all()):
         return chunk
     if not bool(keep.any()):

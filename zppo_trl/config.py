@@ -94,8 +94,9 @@ class ZPPOConfig(GRPOConfig):
         exclude_zero_variance_groups (`bool`, *optional*, defaults to `False`):
             Leave the rollouts of groups whose rewards are all equal (all right or all wrong: zero advantage, no
             gradient) out of the loss normaliser: out of `num_items_in_batch` for `dapo`/`cispo`/`vespo`, and out of
-            the micro-batch for the per-micro-batch normalisers of `grpo`/`bnpo`/`dr_grpo`, so the informative groups
-            get the step they would get alone. `False` is the paper's token-level aggregation over every rollout.
+            the micro-batch for the per-micro-batch normalisers of `grpo`/`sapo`/`bnpo`/`dr_grpo`/`luspo` (which
+            then run as one forward, without the plain/hint split), so the informative groups get the step they
+            would get alone. `False` is the paper's token-level aggregation over every rollout.
             With `beta > 0` the dropped rollouts' KL term goes too (they carry no other loss).
 
         > Parameters that control the published model

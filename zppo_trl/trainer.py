@@ -53,6 +53,7 @@ from .baselines import (
 from .batching import (
     HINT_FLAG,
     INFORMATIVE_FLAG,
+    PER_MICRO_BATCH_LOSSES,
     accumulation_groups,
     concat_rollout_batches,
     drop_zero_variance_rows,
@@ -522,7 +523,8 @@ class ZPPOTrainer(GRPOTrainer):
                 self._step, args.steps_per_generation, self.num_iterations, args.gradient_accumulation_steps
             )
             self._buffered_inputs = regroup_micro_batches(self._buffered_inputs, groups)
-            if args.exclude_zero_variance_groups:  # rows with zero advantage leave per-micro-batch normalisers too
+            if args.exclude_zero_variance_groups and self.loss_type in PER_MICRO_BATCH_LOSSES:
+                # zero-advantage rows leave per-micro-batch normalisers too (token-level losses: num_items_in_batch)
                 self._buffered_inputs = [drop_zero_variance_rows(chunk) for chunk in self._buffered_inputs]
             inputs = self._buffered_inputs[self._step % args.steps_per_generation]
         return inputs
