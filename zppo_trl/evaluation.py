@@ -36,6 +36,9 @@ def plain_accuracy(
     """
     from tqdm.auto import tqdm
 
+    from .answer_metric import scored_by_metric
+
+    reward = scored_by_metric(reward)  # this package's answer rewards score through the `evaluate` metric
     torch.manual_seed(seed)
     bar = tqdm(total=len(dataset), desc="eval", unit="question", disable=not progress)
     was_training = model.training
