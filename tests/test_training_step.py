@@ -192,3 +192,27 @@ def test_exit_rate_once_questions_are_evicted(make_trainer, monkeypatch):
     assert (
         drawn and f"exit rate (graduated / (graduated + evicted), the paper's Fig. 4) {buffer.exit_rate():.1%}" in card
     )
+
+
+def test_a_compressing_teacher_rewrites_the_wrong_candidates_too(make_trainer):
+    """Paper App. D.1: with compression, both BCQ candidates come from the same teacher prompt, so style and length
+    give nothing away: the student's wrong rollouts are compressed like the teacher's own solutions."""
+
+    class CompressingTeacher:
+        compress = True
+
+        def __call__(self, rows):
+            return [[f"SUMMARY of the teacher. The answer is \\boxed{{{row['answer']}}}."] for row in rows]
+
+        def compress_texts(self, texts):
+            return [f"SUMMARY of a rollout of {len(t)} characters." for t in texts]
+
+    reward = ScriptedReward()
+    trainer = make_trainer(reward, teacher=CompressingTeacher(), hint_ratio=1.0, max_steps=2)
+    trainer.train()
+    bcq = [r["prompt"] for r in reward.rows if r["kind"] == "bcq"]
+    ncq = [r["prompt"] for r in reward.rows if r["kind"] == "ncq"]
+    assert bcq and ncq
+    for prompt in bcq + ncq:  # every candidate block holds a summary, none a raw rollout
+        blocks = prompt.split("\n<candidate>\n")[1:]
+        assert blocks and all(block.startswith("SUMMARY of") for block in blocks)

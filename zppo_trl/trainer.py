@@ -26,6 +26,7 @@ answer broadcast. The pure pieces live in their own modules: `buffer.py`, `repla
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import textwrap
 import warnings
@@ -352,6 +353,7 @@ class ZPPOTrainer(GRPOTrainer):
         else:  # the paper's baselines: one group per hard question with a teacher solution
             plan = [(args.hint_type, v) for v, s in zip(ranked, solutions) if s][:slots]
         by_id = {v.prompt_id: s for v, s in zip(ranked, solutions)}
+        plan = self._compress_wrong_candidates(plan)
         rows = [(kind, self._hint_row(kind, visit, by_id[visit.prompt_id])) for kind, visit in plan]
         self._unbuilt_hints = sum(row is None for _, row in rows)
         return fit_to_unit([(kind, row) for kind, row in rows if row is not None], unit), failures
@@ -424,6 +426,32 @@ class ZPPOTrainer(GRPOTrainer):
                 self.model, ids, mask, batch["completion_ids"].shape[1], self.args.per_device_train_batch_size
             )
         return logps
+
+    def _compress_wrong_candidates(self, plan: list[tuple[str, HardVisit]]) -> list[tuple[str, HardVisit]]:
+        """With a compressing teacher (`teacher_compress`), the student's wrong rollouts are rewritten by the same
+        teacher prompt as its own kept solutions, so that a candidate's style says nothing about which is correct
+        (paper App. D.1). One call on the main process, broadcast; on a fault the rollouts stay as they are."""
+        if not getattr(self.teacher, "compress", False) or not hasattr(self.teacher, "compress_texts"):
+            return plan
+        visits = list({id(v): v for kind, v in plan if kind in ("bcq", "ncq")}.values())
+        texts = [text for v in visits for text in v.wrong_completions]
+        box = [None]
+        if self.accelerator.is_main_process and texts:
+            try:
+                box = [self.teacher.compress_texts(texts)]
+            except Exception as err:  # a teacher fault degrades to uncompressed candidates, never stops the run
+                warnings.warn(f"ZPPO teacher could not compress the wrong candidates, using them as sampled: {err}",
+                              stacklevel=2)  # fmt: skip
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(box, from_process=0)
+        if box[0] is None or len(box[0]) != len(texts):
+            return plan
+        compressed, start = {}, 0
+        for v in visits:
+            n = len(v.wrong_completions)
+            compressed[id(v)] = dataclasses.replace(v, wrong_completions=list(box[0][start : start + n]))
+            start += n
+        return [(kind, compressed.get(id(v), v)) for kind, v in plan]
 
     def _teacher_solutions(self, rows: list[dict]) -> tuple[list[list[str]], int]:
         # one call on the main process, broadcast: a sampling or remote teacher cannot make ranks disagree
