@@ -1,36 +1,95 @@
-"""The Colab quickstart runs top to bottom (nbclient, a real kernel) on CPU with the tiny model: the parameters cell
-is replaced, nothing else."""
+"""The notebooks run top to bottom (nbclient, a real kernel) on CPU with the tiny model: each one's parameters cell
+is replaced, nothing else. Notebooks are written by scripts/make_notebook.py."""
 
+import glob
+import json
 import os
 
 import nbformat
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
-PATH = os.path.join(ROOT, "notebooks", "zppo_quickstart.ipynb")
-CI_PARAMETERS = """TINY = True
+NOTEBOOKS = os.path.join(ROOT, "notebooks")
+PATH = os.path.join(NOTEBOOKS, "zppo_quickstart.ipynb")
+OFFLINE = 'import os; os.environ["HF_HUB_OFFLINE"] = "1"; os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"\n'
+CI_PARAMETERS = (
+    """TINY = True
 INSTALL = False
 MAX_STEPS = 3
 PUSH_TO_HUB = False
 HUB_MODEL_ID = None
 OUTPUT_DIR = {output_dir!r}
-import os; os.environ["HF_HUB_OFFLINE"] = "1"; os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 """
+    + OFFLINE
+)
+QLORA_CI_PARAMETERS = (
+    """TINY = True
+INSTALL = False
+MODEL = "zppo-tests/tiny-char-llama"
+HUB_MODEL_ID = None
+OUTPUT_DIR = {output_dir!r}
+"""
+    + OFFLINE
+)
+OWN_DATA_CI_PARAMETERS = (
+    """TINY = True
+INSTALL = False
+DATA_FILE = {data_file!r}
+OUTPUT_DIR = {output_dir!r}
+"""
+    + OFFLINE
+)
 
 
-def test_notebook_is_committed_without_outputs():
-    nb = nbformat.read(PATH, as_version=4)
+def run_notebook(name: str, parameters: str, workdir) -> str:
+    """Execute notebooks/`name` in `workdir` with its parameters cell replaced; returns the text of its outputs."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Parameters"))
+    cell.source = parameters
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(NOTEBOOKS, "*.ipynb"))), ids=os.path.basename)
+def test_notebook_is_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+
+
+def test_every_notebook_pins_its_install_source_in_the_parameters_cell():
+    for path in glob.glob(os.path.join(NOTEBOOKS, "*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        parameters = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Parameters"))
+        assert "ZPPO_TRL_SOURCE = " in parameters.source and "@v" in parameters.source, path
 
 
 @pytest.mark.slow
 def test_quickstart_notebook_runs_on_cpu_with_the_tiny_model(tmp_path):
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(PATH, as_version=4)
-    parameters = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Parameters"))
-    parameters.source = CI_PARAMETERS.format(output_dir=str(tmp_path / "run"))
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text = run_notebook("zppo_quickstart.ipynb", CI_PARAMETERS.format(output_dir=str(tmp_path / "run")), tmp_path)
     assert "held-out accuracy before" in text and "buffer: admitted" in text and "## ZPPO training" in text
     assert (tmp_path / "run" / "zppo_graduation.png").exists()
+
+
+@pytest.mark.slow
+def test_qlora_notebook_estimates_memory_trains_and_checks_the_upload_folder(tmp_path):
+    run = tmp_path / "run"
+    text = run_notebook("zppo_qlora_one_gpu.ipynb", QLORA_CI_PARAMETERS.format(output_dir=str(run)), tmp_path)
+    assert "quantised: False" in text and "ESTIMATE for the tiny CI model" in text
+    assert "T4: 15.0 GiB -> about" in text and "L4: 22.5 GiB -> about" in text
+    assert "buffer: admitted" in text and "upload folder checked" in text
+    adapter = json.loads((run / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "zppo-tests/tiny-char-llama" and adapter["r"] == 16
+    assert str(tmp_path) not in (run / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_own_data_notebook_compares_grpo_and_zppo_per_bin(tmp_path):
+    params = OWN_DATA_CI_PARAMETERS.format(data_file=str(tmp_path / "mine.jsonl"), output_dir=str(tmp_path / "runs"))
+    text = run_notebook("grpo_vs_zppo_own_data.ipynb", params, tmp_path)
+    assert (tmp_path / "mine.jsonl").read_text().count("\n") == 48
+    assert "GRPO: admitted" in text and "ZPPO: admitted" in text
+    assert "graduated/admitted" in text and "all bins" in text and "exit rate" in text
+    for name in ("grpo", "zppo"):
+        assert (tmp_path / "runs" / name / "zppo_graduation.png").exists()
