@@ -230,7 +230,7 @@ class ZPPOTrainer(GRPOTrainer):
 
         # 3. hint prompts for the round's hardest questions, rolled out as their own groups; or (GRPO† + teacher
         # response) teacher responses injected into their plain groups, after the buffer saw the groups as sampled
-        injected = 0
+        injected, self._unbuilt_hints = 0, 0
         if args.hint_type == "teacher_response":
             plan = []
             plain_rewards, injected, teacher_failures = self._inject_teacher_responses(
