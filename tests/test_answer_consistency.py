@@ -54,8 +54,9 @@ def single_digit_sums(n: int = 16) -> Dataset:
     rows = []
     for i in range(n):
         a, b = i % 5, (3 * i) % 5
+        solution = f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."
         rows.append({"prompt_id": i, "prompt": [{"role": "user", "content": f"What is {a} + {b}?"}],
-                     "answer": str(a + b), "solution": f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."})  # fmt: skip
+                     "answer": str(a + b), "solution": solution})  # fmt: skip
     return Dataset.from_list(rows)
 
 

@@ -33,6 +33,18 @@ class BufferEntry:
     admitted_round: int  # generation round of the admission
 
 
+@dataclass(frozen=True)
+class Graduation:
+    """A question that left the buffer solved, for reports (`HardQuestionBuffer.graduations`)."""
+
+    prompt_id: int | str
+    entry_bin: int  # correct plain rollouts at admission
+    admitted_round: int
+    graduated_round: int
+    correct: int  # correct / scored plain rollouts of the graduating visit
+    scored: int
+
+
 class BufferStateError(ValueError):
     """A saved buffer state cannot be loaded (corrupted, truncated, wrong schema or mismatched)."""
 
@@ -72,6 +84,8 @@ class HardQuestionBuffer:
         self.admitted_by_bin: dict[int, int] = {}
         self.graduated_by_bin: dict[int, int] = {}
         self.evicted_by_bin: dict[int, int] = {}
+        # every graduation of this run, oldest first, for reports; not in `state_dict` (a resumed run starts it empty)
+        self.graduations: list[Graduation] = []
 
     # ----------------------------------------------------------------------------------------------------------------
     # container protocol
@@ -88,6 +102,10 @@ class HardQuestionBuffer:
     def ids(self) -> list:
         """Buffered prompt ids in FIFO order (oldest first)."""
         return list(self._entries)
+
+    def entry(self, prompt_id) -> BufferEntry | None:
+        """The stored entry of a buffered question (latest plain accuracy, entry bin, admission round), or None."""
+        return self._entries.get(prompt_id)
 
     # ----------------------------------------------------------------------------------------------------------------
     # updates
@@ -109,6 +127,9 @@ class HardQuestionBuffer:
                 entry = self._entries.pop(prompt_id)
                 self.total_graduated += 1
                 _bump(self.graduated_by_bin, entry.entry_bin)
+                self.graduations.append(
+                    Graduation(prompt_id, entry.entry_bin, entry.admitted_round, round_index, correct, scored)
+                )
                 return "graduated"
             return "easy"
         if prompt_id in self._entries:
@@ -209,6 +230,7 @@ class HardQuestionBuffer:
             totals["total_evicted"],
         )
         self.admitted_by_bin, self.graduated_by_bin, self.evicted_by_bin = (bins[k] for k in _BIN_KEYS)
+        self.graduations = []
 
     def __eq__(self, other) -> bool:
         return isinstance(other, HardQuestionBuffer) and self.state_dict() == other.state_dict()
