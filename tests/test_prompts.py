@@ -1,6 +1,7 @@
 """BCQ/NCQ builders alone: expected text, sanitising, budgets, and adversarial text (hypothesis)."""
 
 import random
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -175,3 +176,19 @@ def test_a_whole_hint_prompt_keeps_its_structure_and_budget(question, correct, w
         assert blocks(text) == 2 and text.count(BCQ_TEMPLATE) == 1
     else:
         assert 1 <= blocks(text) <= len(wrong) and text.count("all WRONG") == 1
+
+
+def test_a_short_wrong_rollout_never_cuts_the_correct_answer_out_of_a_bcq_prompt():
+    """Real SmolLM2 rollouts can be a few characters ("36.67"): cutting the teacher's candidate to that length left
+    two wrong candidates. The correct one keeps its final answer; a long enough wrong rollout is preferred."""
+    correct = "63 + 43 = 106. The answer is \\boxed{106}."
+    question = [{"role": "user", "content": "What is 63 + 43?"}]
+    alone = build_hint_prompt("bcq", question, ["36.67"], random.Random(0), correct=correct, count_tokens=chars)
+    assert "\\boxed{106}" in alone[0]["content"] and "36.67" in alone[0]["content"]
+    rollouts = ["36.67", "10", "63 + 43 = 163, I added the tens twice"]
+    for seed in range(10):  # whatever the draw, the long enough rollout is the wrong candidate: same length, answer kept
+        prompt = build_hint_prompt("bcq", question, rollouts, random.Random(seed), correct=correct,
+                                   count_tokens=chars)  # fmt: skip
+        candidates = re.findall(r"<candidate>\n(.*?)\n</candidate>", prompt[0]["content"], flags=re.DOTALL)
+        assert "163" in "".join(candidates) and any("\\boxed{106}" in c for c in candidates)
+        assert len(candidates[0]) == len(candidates[1])

@@ -175,16 +175,37 @@ def normalize_bcq_pair(
     to whatever the teacher returned, compressed or not): both get the same treatment, in this order: `<think>` blocks
     stripped (`strip_think`), sanitised, cut to `max_tokens` tokens, then the longer cut to the shorter's length in
     characters. Every cut keeps the head and the final answer and joins them with `BCQ_SEAM`, no visible mark, so
-    "the longer one", "the shorter one" and "the one with a cut mark" are each right half of the time.
+    "the longer one", "the shorter one" and "the one with a cut mark" are each right half of the time. Ours: the
+    common length is never below what the correct candidate's (`first`'s) final answer needs (`answer_tail`): a wrong
+    rollout of a few characters ("10") would otherwise cut the correct answer out, leaving two wrong candidates; the
+    lengths then differ (`build_hint_prompt` avoids that by preferring a long enough wrong rollout).
     """
     pair = [sanitize_candidate(strip_think(t)) for t in (first, second)]
     pair = [truncate_keep_answer(t, max_tokens, count_tokens, mark=BCQ_SEAM) for t in pair]
-    length = min(len(t) for t in pair)
+    length = max(min(len(t) for t in pair), _answer_room(pair[0]))
     while True:
         pair = [truncate_keep_answer(t, length, len, mark=BCQ_SEAM, answer_share=1.0) for t in pair]
         if length == 0 or all(count_tokens(t) <= max_tokens for t in pair):  # tokens per character differ by text
             return pair[0], pair[1]
         length = int(length * 0.9)
+
+
+_LAST_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
+
+
+def answer_tail(text: str) -> str:
+    """A candidate's final answer and what follows it: from its last `\\boxed{`, else from its last number."""
+    box = text.rfind("\\boxed{")
+    if box != -1:
+        return text[box:]
+    numbers = list(_LAST_NUMBER.finditer(text))
+    return text[numbers[-1].start() :] if numbers else ""
+
+
+def _answer_room(text: str) -> int:
+    # characters a BCQ cut must keep so that `truncate_keep_answer(..., mark=BCQ_SEAM, answer_share=1.0)` keeps the tail
+    tail = answer_tail(text)
+    return len(tail) + len(BCQ_SEAM) if tail else 0
 
 
 def _candidate_blocks(candidates: Sequence[str]) -> str:
@@ -291,8 +312,12 @@ def build_hint_prompt(
     if kind == "bcq":
         if correct is None:
             raise ValueError("a BCQ prompt needs a correct candidate")
-        # a wrong rollout with nothing but tags would cut the correct candidate to nothing (`normalize_bcq_pair`)
-        wrong = rng.choice([w for w in wrong_rollouts if strip_think(w)] or list(wrong_rollouts))
+        # a wrong rollout with nothing but tags would cut the correct candidate to nothing (`normalize_bcq_pair`);
+        # ours: prefer one at least as long as the correct candidate's final answer needs, so both keep their answer
+        # *and* the same length
+        usable = [w for w in wrong_rollouts if strip_think(w)] or list(wrong_rollouts)
+        needed = _answer_room(sanitize_candidate(strip_think(correct)))
+        wrong = rng.choice([w for w in usable if len(sanitize_candidate(strip_think(w))) >= needed] or usable)
         order_seed = rng.random()  # one draw: the candidate order must not depend on how often the loop shrinks
         markup = count_tokens(f"{BCQ_TEMPLATE}\n{_candidate_blocks(['', ''])}")
         per_candidate = min(max_candidate_tokens, (room - markup - 4) // 2)
