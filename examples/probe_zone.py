@@ -50,7 +50,7 @@ def probe_family(model, tokenizer, family, args) -> dict:
     tasks = generate(family, args.questions, args.seed)
     questions = [[{"role": "user", "content": t.question}] for t in tasks]
     golds = [str(t.answer) for t in tasks]
-    plain = sample(model, tokenizer, [append_to_prompt(q, INSTRUCTION) for q in questions], args.samples,
+    plain = sample(model, tokenizer, [append_to_prompt(q, args.instruction) for q in questions], args.samples,
                    args.max_new_tokens)  # fmt: skip
     plain_scores = [final_answer_reward(c, [g] * len(c)) for c, g in zip(plain, golds)]
 
@@ -64,7 +64,7 @@ def probe_family(model, tokenizer, family, args) -> dict:
             continue
         rng = random.Random(f"{args.seed}-{family}-{i}")
         prompt = build_hint_prompt(
-            "bcq", question, wrong, rng, correct=task.solution, instruction=INSTRUCTION,
+            "bcq", question, wrong, rng, correct=task.solution, instruction=args.instruction,
             max_prompt_tokens=args.hint_prompt_max_tokens, max_candidate_tokens=args.candidate_max_tokens,
             count_tokens=count, extract_answer=answer_extractor(final_answer_reward),
         )  # fmt: skip
@@ -87,9 +87,15 @@ def probe_family(model, tokenizer, family, args) -> dict:
         "bcq_samples": len(flat_bcq),
         "bcq_questions": len(hinted),
         "plain_completions": [
-            {"family": family, "question": t.question, "answer": g, "completion": c,
-             "final_answer": answer_extractor(final_answer_reward)(c)}
-            for t, g, cs in zip(tasks, golds, plain) for c in cs
+            {
+                "family": family,
+                "question": t.question,
+                "answer": g,
+                "completion": c,
+                "final_answer": answer_extractor(final_answer_reward)(c),
+            }
+            for t, g, cs in zip(tasks, golds, plain)
+            for c in cs
         ],  # fmt: skip
     }
 
@@ -103,6 +109,7 @@ def main() -> None:
     parser.add_argument("--hint_prompt_max_tokens", type=int, default=256)
     parser.add_argument("--candidate_max_tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--instruction", default=INSTRUCTION, help="answer-format instruction ('' for none)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     parser.add_argument("--save_completions", default=None)

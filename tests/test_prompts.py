@@ -186,7 +186,8 @@ def test_a_short_wrong_rollout_never_cuts_the_correct_answer_out_of_a_bcq_prompt
     alone = build_hint_prompt("bcq", question, ["36.67"], random.Random(0), correct=correct, count_tokens=chars)
     assert "\\boxed{106}" in alone[0]["content"] and "36.67" in alone[0]["content"]
     rollouts = ["36.67", "10", "63 + 43 = 163, I added the tens twice"]
-    for seed in range(10):  # whatever the draw, the long enough rollout is the wrong candidate: same length, answer kept
+    # whatever the draw, the long enough rollout is the wrong candidate: same length, answer kept
+    for seed in range(10):
         prompt = build_hint_prompt("bcq", question, rollouts, random.Random(seed), correct=correct,
                                    count_tokens=chars)  # fmt: skip
         candidates = re.findall(r"<candidate>\n(.*?)\n</candidate>", prompt[0]["content"], flags=re.DOTALL)

@@ -145,8 +145,8 @@ def test_real_smollm2_completions():
     assert {final_answer_reward([r["completion"]], [r["answer"]])[0] for r in rows} == {0.0, 1.0}
     # the model mostly does not box its answer: the boxed reward scores 0 on right answers the final-answer one sees
     right_unboxed = [r for r in rows if "\\boxed{" not in r["completion"] and r["final_answer"] == r["answer"]]
-    assert right_unboxed and boxed_accuracy_reward([r["completion"] for r in right_unboxed],
-                                                   [r["answer"] for r in right_unboxed]) == [0.0] * len(right_unboxed)
+    boxed = boxed_accuracy_reward([r["completion"] for r in right_unboxed], [r["answer"] for r in right_unboxed])
+    assert right_unboxed and boxed == [0.0] * len(right_unboxed)
 
 
 def test_gold_answer_verifier_reads_answers_with_the_given_extractor():
