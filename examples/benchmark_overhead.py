@@ -43,7 +43,7 @@ def run_one(method: str, steps: int, size: str) -> dict:
 
     common = dict(output_dir=os.path.join(tempfile.gettempdir(), f"zppo-bench-{method}"), per_device_train_batch_size=16, num_generations=4,
                   max_completion_length=32, max_steps=steps, learning_rate=1e-4, logging_steps=1, report_to="none",
-                  use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no", seed=0,
+                  use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no", seed=0,
                   disable_tqdm=True)  # fmt: skip
     times = []
 

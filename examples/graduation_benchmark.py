@@ -224,7 +224,7 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
     args = ZPPOConfig(
         output_dir=os.path.join(out_dir, f"{method}-seed{seed}"), per_device_train_batch_size=new_prompts * 8,
         num_generations=8, max_completion_length=6, max_steps=rl_steps, learning_rate=3e-4, logging_steps=1,
-        report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no", seed=seed,
+        report_to="none", use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no", seed=seed,
         disable_tqdm=True, teacher_column="solution", use_ncq=METHODS[method].get("hint_type") is not None,
         candidate_max_tokens=16, hint_prompt_max_tokens=512, temperature=1.0, min_p=MIN_P, beta=0.0,
         **METHODS[method],

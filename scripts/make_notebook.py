@@ -98,7 +98,7 @@ solutions that become the correct BCQ candidate), `replay_ratio` and `hint_ratio
     max_steps=3 if TINY else MAX_STEPS,
     fp16=not TINY, bf16=False,              # T4: fp16
     use_cpu=TINY,
-    gradient_checkpointing=not TINY,
+    activation_checkpointing=not TINY,
     logging_steps=1, save_strategy="no", report_to="none",
 )
 trainer = ZPPOTrainer(
@@ -277,7 +277,7 @@ args = ZPPOConfig(
     max_steps=2 if TINY else MAX_STEPS,
     fp16=DTYPE == torch.float16, bf16=DTYPE == torch.bfloat16,
     use_cpu=TINY,
-    gradient_checkpointing=not TINY,
+    activation_checkpointing=not TINY,
     logging_steps=1, save_strategy="no", report_to="none",
 )
 trainer = ZPPOTrainer(
@@ -423,7 +423,7 @@ COMMON = dict(
     max_steps=3 if TINY else MAX_STEPS,
     fp16=not TINY and DTYPE == torch.float16, bf16=not TINY and DTYPE == torch.bfloat16,
     use_cpu=TINY,
-    gradient_checkpointing=not TINY,
+    activation_checkpointing=not TINY,
     seed=0, logging_steps=1, save_strategy="no", report_to="none",
 )
 RUNS = {
@@ -483,6 +483,8 @@ print(pd.DataFrame(table).T.to_string())"""),
 
 
 def write(cells: list, path: str) -> None:
+    for i, cell in enumerate(cells):
+        cell["id"] = f"cell-{i:02d}"  # stable ids: regenerating a notebook changes only the cells that changed
     nb = nbf.v4.new_notebook(
         cells=cells,
         metadata={

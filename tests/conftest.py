@@ -33,7 +33,7 @@ def tiny_config(output_dir, **overrides) -> ZPPOConfig:
         report_to="none",
         use_cpu=True,
         bf16=False,  # CPU
-        gradient_checkpointing=False,  # nothing to save at this size
+        activation_checkpointing=False,  # nothing to save at this size
         save_strategy="no",
         seed=0,
         disable_tqdm=True,

@@ -73,7 +73,7 @@ tokenizer = build_char_tokenizer()
 args = ZPPOConfig(
     output_dir=os.path.join(out_dir, "run"), per_device_train_batch_size=8, num_generations=4,
     max_completion_length=8, max_steps=6, learning_rate=1e-2, logging_steps=1, report_to="none", use_cpu=True,
-    bf16=False, gradient_checkpointing=False, save_strategy="steps", save_steps=2, seed=0, disable_tqdm=True,
+    bf16=False, activation_checkpointing=False, save_strategy="steps", save_steps=2, seed=0, disable_tqdm=True,
     teacher_column="solution", hint_ratio=0.5, replay_ratio=0.5,
 )  # fmt: skip
 trainer = ZPPOTrainer(model=build_tiny_llama(tokenizer), reward_funcs=reward, args=args,

@@ -91,5 +91,5 @@ def test_cli_trains_one_step_on_the_embedded_model(tmp_path, capsys):
     assert main(command.split()[1:]) == 0
     printed = capsys.readouterr().out
     assert "[zppo] eval: adapter" in printed and f"on {EMBEDDED_MODEL_ID} (local weights" in printed
-    assert "16 questions x 4 samples, at most 16 new tokens, reward boxed_accuracy_reward" in printed
+    assert "16 questions x 4 samples, at most 16 new tokens, reward final_answer_reward" in printed
     assert "[zppo] plain accuracy:" in printed

@@ -28,7 +28,7 @@ def one_step(model_dir, output_dir, *flags):
     """`zppo-trl train` for one tiny step: only sizes and logging, no device flags."""
     return ["train", "--model_name_or_path", model_dir, "--output_dir", str(output_dir), "--max_steps", "1",
             "--per_device_train_batch_size", "4", "--num_generations", "2", "--max_completion_length", "8",
-            "--gradient_checkpointing", "false", "--save_strategy", "no", "--report_to", "none",
+            "--activation_checkpointing", "false", "--save_strategy", "no", "--report_to", "none",
             "--disable_tqdm", "true", *flags]  # fmt: skip
 
 

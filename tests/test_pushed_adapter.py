@@ -52,7 +52,7 @@ def trained(tmp_path_factory):
     flags = ["--model_name_or_path", str(base), "--base_model_id", BASE_ID, "--use_peft", "--output_dir", str(run),
              "--max_steps", "1", "--per_device_train_batch_size", "4", "--num_generations", "2",
              "--max_completion_length", "8", "--answer_format_instruction", INSTRUCTION,
-             "--gradient_checkpointing", "false", "--save_strategy", "no", "--report_to", "none",
+             "--activation_checkpointing", "false", "--save_strategy", "no", "--report_to", "none",
              "--disable_tqdm", "true"]  # fmt: skip
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
