@@ -1,0 +1,463 @@
+"""Retrospective Replay (RRL, arXiv 2504.14363), adapted to GRPO: which partial reasoning *states* of hard questions
+are kept, which are replayed, and when a state is dropped. The trainer-free core: functions over rollout texts and
+correct/scored counts, no model and no tensors. The trainer rolls out the continuations through the Prefix baseline's
+path in `baselines.py` (the state is a prefix the student continues, its tokens carry no loss, the reward reads
+state + continuation).
+
+The paper observes that early in training the model explores solution ideas it cannot yet finish, that the policy
+gradient suppresses them, and replays *promising intermediate states* found early so that the stronger later policy
+restarts generation from them. It finds them with PPO's value model. GRPO has no value model, so this adaptation
+(ours) judges a state by Monte-Carlo evidence the trainer already has:
+
+- **State**: a prefix of a *correct* plain rollout of a hard question (`rollout_state`): its first `state_fraction`
+  of tokens, snapped back to the last line break or sentence end inside the cut (a step boundary), never blank and
+  never stating the gold answer (`baselines.mentions_answer`, the Hint baseline's rule, stricter than comparing the
+  extracted final answer: a line that already computed the answer is cut off too, so the continuation must still
+  do the last step rather than copy it). Only correct rollouts: one of their continuations is known to succeed, which
+  is the only evidence a value-free method has for free.
+- **Harvest** (`RetrospectiveBuffer.harvest`): a plain visit with `0 < accuracy < hard_threshold` (hard, as in the
+  ZPPO buffer, and solved at least once) offers one state; at most one state per question. The offer replaces the
+  stored state unless the stored one has been replayed and its *measured* continuation success (successes / tries,
+  no prior) beats the question's plain accuracy: measured evidence beats the single success a fresh harvest has,
+  and between two states with one success each the newer one comes from a policy closer to the one that continues
+  it. The paper stores states early: `harvest_until_round` closes the harvest after that many rounds (default
+  None: always open, since "early" depends on the run's length).
+- **Promise** (`is_promising`): continuation success with the harvest counted as a 1-of-1 prior,
+  `(successes + 1) / (tries + 1)`, above the question's latest plain accuracy. The prior makes a fresh state
+  promising (a hard question's accuracy is < 1) and fades as replays are measured. A state that is not promising
+  after `min_tries` replayed continuations is dropped; so is every state of a question that graduates (plain
+  accuracy >= `hard_threshold`).
+- **Selection** (`select_states`): lowest latest plain accuracy first, ties in a random order drawn from the
+  caller's rng (ours: the same hardest-first order as ZPPO's hints, so a comparison of methods compares mechanisms,
+  not question choice). Eligible: states that are promising, and states with fewer than `min_tries` tries (ours: a
+  state that looks unpromising after a small first replay would otherwise never be tried again, never reach a
+  verdict, and hold a slot until evicted).
+- **Capacity**: a count of states, oldest stored first out (FIFO); a replaced state is a new state (FIFO tail).
+
+Continuations of a replayed state are not plain rollouts: they update the state's counts (`record_replay`), never the
+question's plain accuracy (`record_plain`), as hint rollouts never change the ZPPO buffer. Only plain rollouts are
+harvested. Every counter and state is in `state_dict()`, identical on every process when every process feeds the
+same visits (the trainer gathers them), like `buffer.HardQuestionBuffer`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from .baselines import mentions_answer, solution_prefix
+from .buffer import BufferStateError
+
+SCHEMA_VERSION = 1
+# a step boundary ends right after a line break, or after sentence-ending punctuation followed by whitespace (so
+# "8.5" is not one); the whitespace after a sentence is left to the continuation, as BPE tokenizers write " The"
+_STEP_BOUNDARY = re.compile(r"\n|[.!?](?=\s)")
+_COUNTERS = ("stored", "replaced", "replayed", "dropped_unpromising", "dropped_graduated", "evicted")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# states: where a rollout is cut
+
+
+def rollout_state(
+    completion: str,
+    answer: str,
+    tokenize: Callable[[str], Sequence[int]],
+    detokenize: Callable[[Sequence[int]], str],
+    state_fraction: float = 0.5,
+) -> str | None:
+    """The state a correct rollout offers: the first `ceil(state_fraction * n)` of its `n` tokens (at least one, never
+    all, as `baselines.solution_prefix`), snapped back to the last step boundary (line break, sentence end) inside
+    the cut. The cut never states the gold `answer` (`mentions_answer`): when the last boundary's prefix does, an
+    earlier boundary is used. Without a usable boundary the token cut itself is kept, provided it is not blank and
+    neither it nor the word it ends inside states the answer (a cut "…is 1" of "…is 18" hands over half of 18).
+    None when nothing qualifies.
+
+    Example:
+    ```python
+    >>> words = lambda text: re.findall(r"\\S+|\\s+", text)
+    >>> rollout_state("3 + 4 = 7.\\nThen 7 + 1 = 8.\\nSo \\\\boxed{8}", "8", words, "".join, 0.9)  # "…8.\\n" has 8
+    '3 + 4 = 7.\\n'
+    ```
+    """
+    if not 0.0 < state_fraction < 1.0:
+        raise ValueError(f"`state_fraction` must be in (0, 1), got {state_fraction!r}. Use 0.5 (ours).")
+    cut = solution_prefix(completion, state_fraction, tokenize, detokenize)
+    # the text after the cut, when the tokenizer round-trips: decides whether a final "." ends a sentence
+    rest = completion[len(cut) :] if completion.startswith(cut) else ""
+    ends = [m.end() for m in _STEP_BOUNDARY.finditer(cut + rest[:1]) if m.end() <= len(cut)]
+    for end in reversed(ends):
+        state = cut[:end]
+        if state.strip() and not mentions_answer(state, answer):
+            return state
+    word_tail = re.match(r"\S*", rest).group() if cut and not cut[-1].isspace() else ""
+    if cut.strip() and not mentions_answer(cut + word_tail, answer):
+        return cut
+    return None
+
+
+def harvest_state(
+    completions: Sequence[str],
+    correct: Sequence[bool],
+    answer: str,
+    tokenize: Callable[[str], Sequence[int]],
+    detokenize: Callable[[Sequence[int]], str],
+    state_fraction: float = 0.5,
+) -> str | None:
+    """The state a plain group offers: that of its first correct rollout that has one (`rollout_state`), or None.
+    Rollouts of a group are i.i.d. samples, so the first correct one is as good as a random one."""
+    for completion, ok in zip(completions, correct, strict=True):
+        if ok and (state := rollout_state(completion, answer, tokenize, detokenize, state_fraction)) is not None:
+            return state
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the buffer of states
+
+
+@dataclass
+class StoredState:
+    """One question's stored state and what is known of it."""
+
+    prefix: str  # the state: the rollout's text up to the cut
+    successes: int  # correct replayed continuations
+    tries: int  # scored replayed continuations
+    stored_accuracy: float  # the question's plain accuracy when the state was stored
+    accuracy: float  # the question's latest plain accuracy
+    stored_round: int  # generation round of the harvest
+
+    @property
+    def continuation_success(self) -> float:
+        """Continuation success with the harvest as a 1-of-1 prior: `(successes + 1) / (tries + 1)`."""
+        return (self.successes + 1) / (self.tries + 1)
+
+
+def is_promising(state: StoredState) -> bool:
+    """Whether continuations from `state` succeed more often than plain rollouts of its question (prior included)."""
+    return state.continuation_success > state.accuracy
+
+
+class RetrospectiveBuffer:
+    """At most one state per hard question, keyed by `prompt_id` (an `int` or `str`), oldest first.
+
+    Args:
+        capacity (`int`, *optional*, defaults to `1000`):
+            Maximum number of states held; the oldest stored is evicted beyond it (ours).
+        hard_threshold (`float`, *optional*, defaults to `0.5`):
+            τ, as in the ZPPO buffer: states are harvested from questions with plain accuracy below it, and a
+            question whose plain accuracy reaches it graduates and drops its state.
+        min_tries (`int`, *optional*, defaults to `8`):
+            Replayed continuations after which a state that is not promising is dropped (ours: one group of G = 8).
+        harvest_until_round (`int` or `None`, *optional*, defaults to `None`):
+            States are harvested only in generation rounds below it (the paper stores states early); None: always.
+
+    Example:
+    ```python
+    >>> buf = RetrospectiveBuffer(min_tries=4)
+    >>> buf.harvest("q1", "3 + 4 = 7.", accuracy=0.25)
+    'stored'
+    >>> buf.record_replay("q1", successes=0, tries=4)  # 1/5 = 0.2 < 0.25 after 4 tries
+    'dropped'
+    ```
+    """
+
+    def __init__(
+        self,
+        capacity: int = 1000,
+        hard_threshold: float = 0.5,
+        min_tries: int = 8,
+        harvest_until_round: int | None = None,
+    ):
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"`capacity` must be a positive integer, got {capacity!r}. Use 1000 (ours).")
+        if not 0.0 < hard_threshold <= 1.0:
+            raise ValueError(f"`hard_threshold` must be in (0, 1], got {hard_threshold!r}. Use 0.5 (paper default).")
+        if not isinstance(min_tries, int) or min_tries < 1:
+            raise ValueError(f"`min_tries` must be a positive integer, got {min_tries!r}. Use G, e.g. 8.")
+        if harvest_until_round is not None and (not isinstance(harvest_until_round, int) or harvest_until_round < 1):
+            raise ValueError(
+                f"`harvest_until_round` must be None or a positive integer, got {harvest_until_round!r}. Use None to "
+                "harvest in every round."
+            )
+        self.capacity = capacity
+        self.hard_threshold = hard_threshold
+        self.min_tries = min_tries
+        self.harvest_until_round = harvest_until_round
+        self._states: OrderedDict[int | str, StoredState] = OrderedDict()
+        self.totals = dict.fromkeys(_COUNTERS, 0)
+        # over every recorded replay, dropped states included: continuations' successes and tries, and the successes
+        # plain rollouts would have had (Σ tries × the question's plain accuracy at the time), for reports
+        self.replay_successes = 0
+        self.replay_tries = 0
+        self.replay_plain_expected = 0.0
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # container protocol
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, prompt_id) -> bool:
+        return prompt_id in self._states
+
+    def __iter__(self):
+        return iter(self._states)
+
+    def ids(self) -> list:
+        """Question ids with a state, oldest stored first."""
+        return list(self._states)
+
+    def state(self, prompt_id) -> StoredState | None:
+        """The stored state of a question, or None."""
+        return self._states.get(prompt_id)
+
+    def counters(self) -> dict[str, int]:
+        """Running totals: stored (harvests kept), replaced, replayed (recorded replays), dropped_unpromising,
+        dropped_graduated, evicted. `stored == replaced + dropped_* + evicted + len(self)` always holds."""
+        return dict(self.totals)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # updates
+
+    def record_plain(self, prompt_id, accuracy: float) -> str:
+        """Record a plain visit's accuracy for a question's state: `"graduated"` (accuracy >= τ: state dropped),
+        `"dropped"` (no longer promising after `min_tries`), `"updated"`, or `"absent"` (no state: nothing kept)."""
+        _check_accuracy(accuracy)
+        state = self._states.get(prompt_id)
+        if state is None:
+            return "absent"
+        if accuracy >= self.hard_threshold:
+            del self._states[prompt_id]
+            self.totals["dropped_graduated"] += 1
+            return "graduated"
+        state.accuracy = accuracy
+        return self._judge(prompt_id, state)
+
+    def harvest(self, prompt_id, prefix: str, accuracy: float, round_index: int = 0) -> str:
+        """Offer `prefix`, the state of a correct plain rollout (`harvest_state`) of a visit with plain `accuracy`.
+
+        Records the accuracy first (`record_plain`, so call one or the other per plain visit), then returns
+        `"graduated"`/`"easy"` (accuracy >= τ: nothing stored), `"closed"` (round >= `harvest_until_round`),
+        `"kept"` (the stored state's measured continuation success beats the plain accuracy), `"replaced"` or
+        `"stored"`.
+        """
+        if not isinstance(prefix, str) or not prefix.strip():
+            raise ValueError(f"`prefix` must be a non-blank string, got {prefix!r}.")
+        if not 0.0 < accuracy <= 1.0:
+            raise ValueError(
+                f"`accuracy` must be in (0, 1] for a harvest, got {accuracy!r}: a state comes from a correct rollout."
+            )
+        _check_id(prompt_id)
+        if self.record_plain(prompt_id, accuracy) == "graduated":
+            return "graduated"
+        if accuracy >= self.hard_threshold:
+            return "easy"
+        if self.harvest_until_round is not None and round_index >= self.harvest_until_round:
+            return "closed"
+        old = self._states.get(prompt_id)
+        if old is not None and old.tries and old.successes / old.tries > accuracy:
+            return "kept"
+        if old is not None:
+            del self._states[prompt_id]
+            self.totals["replaced"] += 1
+        self._states[prompt_id] = StoredState(prefix, 0, 0, accuracy, accuracy, round_index)
+        self.totals["stored"] += 1
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+            self.totals["evicted"] += 1
+        return "replaced" if old is not None else "stored"
+
+    def record_replay(self, prompt_id, successes: int, tries: int) -> str:
+        """Record a replay of a question's state: `successes` of `tries` scored continuations were correct.
+        Returns `"updated"`, `"dropped"` (not promising after `min_tries`), `"unscored"` (tries == 0: nothing
+        changes) or `"absent"` (the state left meanwhile, e.g. its question graduated this round)."""
+        if not (isinstance(successes, int) and isinstance(tries, int) and 0 <= successes <= tries):
+            raise ValueError(
+                f"`successes` and `tries` must be integers with 0 <= successes <= tries, got {successes!r} and "
+                f"{tries!r}."
+            )
+        state = self._states.get(prompt_id)
+        if state is None:
+            return "absent"
+        if tries == 0:
+            return "unscored"
+        state.successes += successes
+        state.tries += tries
+        self.totals["replayed"] += 1
+        self.replay_successes += successes
+        self.replay_tries += tries
+        self.replay_plain_expected += tries * state.accuracy
+        return self._judge(prompt_id, state)
+
+    def _judge(self, prompt_id, state: StoredState) -> str:
+        if state.tries >= self.min_tries and not is_promising(state):
+            del self._states[prompt_id]
+            self.totals["dropped_unpromising"] += 1
+            return "dropped"
+        return "updated"
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # (de)serialisation
+
+    def state_dict(self) -> dict:
+        """A JSON-serialisable snapshot. Ids keep their type (int or str) because states are stored as lists."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "capacity": self.capacity,
+            "hard_threshold": self.hard_threshold,
+            "min_tries": self.min_tries,
+            "harvest_until_round": self.harvest_until_round,
+            "states": [
+                [pid, s.prefix, s.successes, s.tries, s.stored_accuracy, s.accuracy, s.stored_round]
+                for pid, s in self._states.items()
+            ],
+            "totals": dict(self.totals),
+            "replay_successes": self.replay_successes,
+            "replay_tries": self.replay_tries,
+            "replay_plain_expected": self.replay_plain_expected,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a snapshot in place. Raises `BufferStateError` naming the field (and changes nothing) when it is
+        malformed. The settings (`capacity`, `hard_threshold`, ...) stay this buffer's (the run's config)."""
+        if not isinstance(state, dict):
+            raise BufferStateError(f"retrospective state must be a dict, got {type(state).__name__}.")
+        if state.get("schema_version") != SCHEMA_VERSION:
+            raise BufferStateError(
+                f"retrospective state has `schema_version`={state.get('schema_version')!r}, this zppo_trl reads "
+                f"{SCHEMA_VERSION}. Resume with the zppo_trl version that wrote it, or start without the state."
+            )
+        states = OrderedDict()
+        rows = _field(state, "states", list)
+        for i, row in enumerate(rows):
+            where = f"states[{i}]"
+            if not isinstance(row, list) or len(row) != 7:
+                raise BufferStateError(f"retrospective state field `{where}` must be a list of 7 values, got {row!r}.")
+            pid, prefix, successes, tries, stored_accuracy, accuracy, stored_round = row
+            if not isinstance(pid, (int, str)) or isinstance(pid, bool) or pid in states:
+                raise BufferStateError(
+                    f"retrospective state field `{where}.prompt_id` is invalid or repeated: {pid!r}."
+                )
+            if not isinstance(prefix, str) or not prefix.strip():
+                raise BufferStateError(f"retrospective state field `{where}.prefix` must be a non-blank string.")
+            for name, value in (("successes", successes), ("tries", tries), ("stored_round", stored_round)):
+                _check_count(value, f"{where}.{name}")
+            if successes > tries:
+                raise BufferStateError(
+                    f"retrospective state field `{where}.successes`={successes} exceeds `{where}.tries`={tries}."
+                )
+            for name, value in (("stored_accuracy", stored_accuracy), ("accuracy", accuracy)):
+                if not _is_number(value) or not 0.0 <= value <= 1.0:
+                    raise BufferStateError(
+                        f"retrospective state field `{where}.{name}` must be in [0, 1], got {value!r}."
+                    )
+            states[pid] = StoredState(prefix, successes, tries, float(stored_accuracy), float(accuracy), stored_round)
+        totals = _field(state, "totals", dict)
+        if set(totals) != set(_COUNTERS):
+            raise BufferStateError(
+                f"retrospective state field `totals` must have the keys {sorted(_COUNTERS)}, got {sorted(totals)}."
+            )
+        for name in _COUNTERS:
+            _check_count(totals[name], f"totals.{name}")
+        for name in ("replay_successes", "replay_tries"):
+            _check_count(state.get(name), name)
+        plain_expected = state.get("replay_plain_expected")
+        if not _is_number(plain_expected) or not 0.0 <= plain_expected <= state["replay_tries"]:
+            raise BufferStateError(
+                "retrospective state field `replay_plain_expected` must be in [0, replay_tries], got "
+                f"{plain_expected!r}."
+            )
+        if state["replay_successes"] > state["replay_tries"]:
+            raise BufferStateError("retrospective state field `replay_successes` exceeds `replay_tries`.")
+        if len(states) > self.capacity:
+            raise BufferStateError(
+                f"retrospective state field `states` holds {len(states)} states, more than this buffer's "
+                f"`capacity`={self.capacity}. Resume with a capacity >= {len(states)}."
+            )
+        left = sum(totals[k] for k in ("replaced", "dropped_unpromising", "dropped_graduated", "evicted"))
+        if totals["stored"] != left + len(states):
+            raise BufferStateError(
+                f"retrospective state field `totals` does not add up: stored={totals['stored']} != replaced + dropped "
+                f"+ evicted ({left}) + held ({len(states)})."
+            )
+        # everything validated: mutate in place so references held elsewhere stay valid
+        self._states = states
+        self.totals = {k: totals[k] for k in _COUNTERS}
+        self.replay_successes, self.replay_tries = state["replay_successes"], state["replay_tries"]
+        self.replay_plain_expected = float(plain_expected)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RetrospectiveBuffer) and self.state_dict() == other.state_dict()
+
+    def __repr__(self) -> str:
+        return f"RetrospectiveBuffer(size={len(self)}, capacity={self.capacity}, {self.totals})"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# replay selection and reports
+
+
+def select_states(buffer: RetrospectiveBuffer, n: int, rng, exclude: Iterable = ()) -> list:
+    """Up to `n` question ids whose state a round replays, each at most once: eligible states (promising, or with
+    fewer than `min_tries` tries) of questions not in `exclude`, lowest latest plain accuracy first, ties in an order
+    shuffled by `rng` (a `random.Random`) from the sorted ids, so the choice is the same on every process for the
+    same buffer and seed."""
+    if n <= 0:
+        return []
+    exclude = set(exclude)
+    ids = sorted((pid for pid in buffer if pid not in exclude), key=lambda pid: (isinstance(pid, str), pid))
+    eligible = [pid for pid in ids if is_promising(s := buffer.state(pid)) or s.tries < buffer.min_tries]
+    rng.shuffle(eligible)
+    eligible.sort(key=lambda pid: buffer.state(pid).accuracy)  # stable: the shuffle breaks ties
+    return eligible[:n]
+
+
+def continuation_success_vs_plain(buffer: RetrospectiveBuffer) -> dict:
+    """What the benchmark reports: for each held state that was replayed, its measured continuation success
+    (successes / tries, no prior) beside its question's latest plain accuracy, their means (None without a replayed
+    state), the number of held states never replayed, and over every recorded replay (dropped states included) the
+    continuations' success rate beside the tries-weighted plain accuracy of their questions at the time."""
+    replayed = [(pid, s) for pid in buffer if (s := buffer.state(pid)).tries]
+    success = [s.successes / s.tries for _, s in replayed]
+    plain = [s.accuracy for _, s in replayed]
+    tries = buffer.replay_tries
+    return {
+        "prompt_ids": [pid for pid, _ in replayed],
+        "continuation_success": success,
+        "plain_accuracy": plain,
+        "mean_continuation_success": sum(success) / len(success) if success else None,
+        "mean_plain_accuracy": sum(plain) / len(plain) if plain else None,
+        "unreplayed": len(buffer) - len(replayed),
+        "all_replays_success": buffer.replay_successes / tries if tries else None,
+        "all_replays_plain_accuracy": buffer.replay_plain_expected / tries if tries else None,
+    }
+
+
+def _check_accuracy(accuracy) -> None:
+    if not _is_number(accuracy) or not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"`accuracy` must be a number in [0, 1], got {accuracy!r}.")
+
+
+def _check_id(prompt_id) -> None:
+    if not isinstance(prompt_id, (int, str)) or isinstance(prompt_id, bool):
+        raise ValueError(f"`prompt_id` must be an int or str, got {type(prompt_id).__name__}: {prompt_id!r}.")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_count(value, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BufferStateError(f"retrospective state field `{name}` must be a non-negative integer, got {value!r}.")
+
+
+def _field(state: dict, name: str, kind: type):
+    value = state.get(name)
+    if not isinstance(value, kind):
+        raise BufferStateError(f"retrospective state field `{name}` must be a {kind.__name__}, got {value!r}.")
+    return value
