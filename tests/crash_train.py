@@ -26,8 +26,9 @@ out_dir, mode = sys.argv[1], sys.argv[2]
 
 
 def reward(completions, prompt_id, trainer_state, **kwargs):
-    # even ids hard until step 3; a completion-dependent part makes gradients (and so weights) depend on the samples
-    return [float(pid % 2 == 1 or trainer_state.global_step >= 3) * (0.5 + 0.5 * ("1" in c)) for c, pid in
+    # even ids hard until step 3; odd ids right when the sample holds a "1" (partially solved groups, which ExGRPO
+    # stores; and gradients, so weights, that depend on the samples)
+    return [float(pid % 2 == 1 and "1" in c or trainer_state.global_step >= 3) for c, pid in
             zip([str(c) for c in completions], prompt_id)]  # fmt: skip
 
 
@@ -74,7 +75,7 @@ args = ZPPOConfig(
     output_dir=os.path.join(out_dir, "run"), per_device_train_batch_size=8, num_generations=4,
     max_completion_length=8, max_steps=6, learning_rate=1e-2, logging_steps=1, report_to="none", use_cpu=True,
     bf16=False, activation_checkpointing=False, save_strategy="steps", save_steps=2, seed=0, disable_tqdm=True,
-    teacher_column="solution", hint_ratio=0.5, replay_ratio=0.5,
+    teacher_column="solution", hint_ratio=0.5, replay_ratio=0.5, experience_ratio=0.5, experience_start_accuracy=0.0,
 )  # fmt: skip
 trainer = ZPPOTrainer(model=build_tiny_llama(tokenizer), reward_funcs=reward, args=args,
                       train_dataset=addition_dataset(16), processing_class=tokenizer, callbacks=[Killer()])  # fmt: skip

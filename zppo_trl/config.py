@@ -64,6 +64,29 @@ class ZPPOConfig(GRPOConfig):
         prefix_fraction (`float`, *optional*, defaults to `0.4`):
             α of the Prefix baseline: the share of a correct teacher solution's tokens given as the start of the answer.
 
+        > Parameters of the other source papers' replay methods (off by default; combine freely with ZPPO)
+
+        experience_ratio (`float`, *optional*, defaults to `0.0`):
+            ExGRPO (arXiv 2510.02245): the experience buffer keeps the successful rollouts (token ids, generating
+            log-probs) of partially solved questions (0 < k < G correct) and retires a question solved G/G. Once a
+            round's plain pass@1 exceeds `experience_start_accuracy`, `experience_ratio * N` questions per round are
+            drawn (accuracy buckets weighted by N(k/G; 0.5, 1)) and rolled out G times; the last rollout of each such
+            group is replaced by the question's stored success with the lowest mean entropy under the current policy,
+            trained with the shaped, unclipped weight f(w) = w / (w + `experience_beta`) (see `zppo_trl.experience`).
+            Needs `beta=0`, token-level importance sampling and a `loss_type` whose loss is linear in the ratio
+            (`grpo`, `bnpo`, `dr_grpo`, `dapo`, `cispo`). A question may sit in both buffers but is replayed by at
+            most one per round (ZPPO's replay draws first).
+        experience_start_accuracy, experience_beta, experience_capacity:
+            The delayed-start threshold (0.35), β of f(w) (0.1) and the number of questions kept (FIFO).
+        retrospective_ratio (`float`, *optional*, defaults to `0.0`):
+            Retrospective Replay (arXiv 2504.14363), adapted to GRPO without a value model (ours; see
+            `zppo_trl.retrospective`): a prefix of a successful rollout of a hard question (the first
+            `retrospective_state_fraction` of its tokens, cut at a step boundary) is a state; a stored state is
+            continued G times as its own group, the prefix masked from the loss (the Prefix baseline's path), while its
+            continuations succeed more often than the question's plain rollouts.
+        retrospective_state_fraction, retrospective_capacity:
+            The share of the rollout kept as the state (0.5) and the number of states kept (FIFO).
+
         > Parameters that control the teacher
 
         teacher_column (`str`, *optional*):
@@ -167,6 +190,42 @@ class ZPPOConfig(GRPOConfig):
     prefix_fraction: float = field(
         default=0.4,
         metadata={"help": "Prefix baseline: share of a correct teacher solution's tokens that start the answer."},
+    )
+    experience_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "ExGRPO experience replay (arXiv 2510.02245): partially solved questions replayed per round, as a "
+            "fraction of N; each group is G fresh rollouts with the last replaced by the question's lowest-entropy "
+            "stored success. 0 turns it off; ExGRPO's paper uses 0.5."
+        },
+    )
+    experience_start_accuracy: float = field(
+        default=0.35,
+        metadata={"help": "ExGRPO's delayed start: replay begins once a round's plain pass@1 exceeds this value."},
+    )
+    experience_beta: float = field(
+        default=0.1,
+        metadata={"help": "β of ExGRPO's shaped importance weight f(w) = w / (w + β) on a replayed trajectory."},
+    )
+    experience_capacity: int = field(
+        default=10_000,
+        metadata={"help": "Questions the experience buffer holds; the oldest is evicted beyond it (FIFO)."},
+    )
+    retrospective_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Retrospective Replay (arXiv 2504.14363, adapted to GRPO): stored promising states (prefixes of "
+            "successful rollouts of hard questions) continued per round, as a fraction of N, each as its own group "
+            "with the prefix masked from the loss. 0 turns it off."
+        },
+    )
+    retrospective_state_fraction: float = field(
+        default=0.5,
+        metadata={"help": "Retrospective Replay: share of a successful rollout's tokens kept as the stored state."},
+    )
+    retrospective_capacity: int = field(
+        default=10_000,
+        metadata={"help": "States the Retrospective Replay buffer holds (one per question); FIFO eviction beyond it."},
     )
     teacher_column: str | None = field(
         default=None,
@@ -279,6 +338,18 @@ class ZPPOConfig(GRPOConfig):
                 f"{self.multi_objective_aggregation!r}`: the advantages recomputed after the injection follow TRL's "
                 "'sum_then_normalize' only. Set multi_objective_aggregation='sum_then_normalize' (the default)."
             )
+        for name in ("experience_ratio", "retrospective_ratio"):
+            _check_range(name, getattr(self, name), 0.0, None, fix="Use 0 (off) or e.g. 0.5 (ExGRPO's paper).")
+        _check_range("experience_start_accuracy", self.experience_start_accuracy, 0.0, 1.0, fix="Use 0.35 (ExGRPO's).")
+        _check_range("experience_beta", self.experience_beta, 0.0, None, low_open=True, fix="Use 0.1 (ExGRPO's).")
+        _check_range("retrospective_state_fraction", self.retrospective_state_fraction, 0.0, 1.0, low_open=True,
+                     fix="Use 0.5.")  # fmt: skip
+        for name in ("experience_capacity", "retrospective_capacity"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}. Keep the default or raise it.")
+        if self.experience_ratio > 0:
+            _check_experience_compatible(self)
         if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
             raise ValueError(
                 f"`advantage_estimator` must be one of {ADVANTAGE_ESTIMATORS}, got {self.advantage_estimator!r}."
@@ -302,6 +373,30 @@ class ZPPOConfig(GRPOConfig):
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         _check_range("teacher_timeout", self.teacher_timeout, 0.0, None, low_open=True, fix="Use e.g. 60 seconds.")
         super().__post_init__()
+
+
+# TRL losses that are linear in the importance ratio coef (see `experience.shaped_surrogate`)
+EXPERIENCE_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo")
+
+
+def _check_experience_compatible(config) -> None:
+    """ExGRPO's shaped weight reaches TRL's loss as a surrogate log-prob with a ratio of exactly 1; the options below
+    read the log-probs in other ways (a KL term, a sequence-level ratio, a mask on the ratio, a non-linear gate)."""
+    faults = []
+    if config.beta != 0:
+        faults.append(f"beta={config.beta} (set beta=0.0)")
+    if config.loss_type not in EXPERIENCE_LOSS_TYPES:
+        faults.append(f"loss_type={config.loss_type!r} (use one of {EXPERIENCE_LOSS_TYPES})")
+    if config.importance_sampling_level != "token":
+        faults.append(f"importance_sampling_level={config.importance_sampling_level!r} (use 'token')")
+    if getattr(config, "off_policy_mask_threshold", None) is not None:
+        faults.append(f"off_policy_mask_threshold={config.off_policy_mask_threshold} (leave it None)")
+    if config.multi_objective_aggregation != "sum_then_normalize":
+        faults.append(f"multi_objective_aggregation={config.multi_objective_aggregation!r} (use 'sum_then_normalize')")
+    if faults:
+        raise ValueError(
+            f"`experience_ratio={config.experience_ratio}` (ExGRPO) cannot be combined with " + "; ".join(faults) + "."
+        )
 
 
 def _check_range(name, value, low, high, low_open=False, fix=""):

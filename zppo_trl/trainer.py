@@ -66,6 +66,14 @@ from .buffer import HardQuestionBuffer
 from .checkpoint import STATE_FILE_NAME, checkpoint_step, last_complete_checkpoint, read_checkpoint_state
 from .checkpoint import write_state_file as write_state_file
 from .config import ZPPOConfig
+from .experience import (
+    ExperienceBuffer,
+    Trajectory,
+    delayed_start,
+    lowest_entropy,
+    sample_experience,
+    shaped_surrogate,
+)
 from .hints import HardVisit, fit_to_unit, plan_hints, rank_hard, round_visits
 from .metrics import round_metrics, zero_variance_metrics
 from .model_card import zppo_card_section
@@ -87,6 +95,12 @@ from .validation import (
 _MULTIMODAL_FORWARD_KWARGS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
                               "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")  # fmt: skip
 
+
+# ExGRPO: per-row flag of a replayed stored success, and its stored (generating) per-token log-probs, in the rollout
+# output next to TRL's tensors; `compute_loss` hands them to the forward, which turns the row's log-probs into the
+# shaped surrogate (see `experience.shaped_surrogate`)
+EXPERIENCE_FLAG = "zppo_experience"
+EXPERIENCE_LOGPS = "zppo_experience_logps"
 
 # on Prefix rows until the rewards are computed: [prefix text, chat dataset?]; taken off before TRL's rewards see the row
 PREFIX_KEY = "zppo_prefix"
@@ -173,10 +187,17 @@ class ZPPOTrainer(GRPOTrainer):
         self._teacher_warned = False
         self._unbuilt_hints = 0  # planned hint prompts of the latest round that could not be built
         self._micro_batch_hint_flags: torch.Tensor | None = None  # set by compute_loss for one micro-batch
+        self.experience_buffer = ExperienceBuffer(capacity=args.experience_capacity)  # ExGRPO (experience_ratio > 0)
+        self._experience_on = (
+            False  # ExGRPO's delayed start, latched once a round's plain pass@1 exceeds the threshold
+        )
+        self._micro_batch_experience: tuple | None = None  # (flags, stored log-probs) of one micro-batch
         G, num_new = self.num_generations, args.generation_batch_size // self.num_generations
         unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
-        most_extra = replay_count(args.replay_ratio, num_new, args.replay_capacity, unit) + max(
-            ratio_count(args.hint_ratio, num_new), unit
+        most_extra = (
+            replay_count(args.replay_ratio, num_new, args.replay_capacity, unit)
+            + max(ratio_count(args.hint_ratio, num_new), unit)
+            + max(ratio_count(args.experience_ratio, num_new), unit)
         )
         self._logs = _completions_table_logs(self._logs, args.generation_batch_size + most_extra * G)
         self._last_completions: list = []
@@ -213,13 +234,22 @@ class ZPPOTrainer(GRPOTrainer):
             self._zppo_round,
             exclude=set(new_ids),
         )
+        # ExGRPO: stored questions, drawn from accuracy buckets; never one the round already rolls out
+        experience_ids = self._draw_experience(len(new_rows), unit, exclude={*new_ids, *replay_ids})
         rows = new_rows + [self._replay_rows[pid] for pid in replay_ids]
-        kinds = ["plain"] * len(new_rows) + ["replay"] * len(replay_ids)
+        rows += [self.experience_buffer.row(pid) for pid in experience_ids]
+        kinds = ["plain"] * len(new_rows) + ["replay"] * len(replay_ids) + ["experience"] * len(experience_ids)
         plain_groups = [self._as_model_input(r, kind) for r, kind in zip(rows, kinds)]
         output = self._rollout(plain_groups)
         plain_rewards = self._last_rewards_per_func
         correct, scored = (t.view(-1, G).cpu() for t in self._correct_and_scored(plain_rewards))
-        visits = round_visits(rows, new_ids + replay_ids, correct, scored, gather_object(self._last_completions))
+        all_visits = round_visits(
+            rows, new_ids + replay_ids + experience_ids, correct, scored, gather_object(self._last_completions)
+        )
+        visits = all_visits[: len(new_rows) + len(replay_ids)]  # ZPPO's: new and replayed questions
+        # ExGRPO's successes, read before any row is replaced (stored after this round's replay: a group never
+        # replays one of its own fresh samples)
+        harvest = self._harvest_experience(output, all_visits, correct, scored, len(new_rows))
 
         # 2. the buffer learns from plain rollouts only; it keeps the rows of exactly the questions it holds
         before = self.replay_buffer.counters()
@@ -238,6 +268,13 @@ class ZPPOTrainer(GRPOTrainer):
             )
         else:
             plan, teacher_failures = self._plan_hints(visits, len(new_rows), unit)
+        experience_rows: list[tuple[int, Trajectory]] = []
+        if experience_ids:  # ExGRPO: the last rollout of each experience group becomes a stored success
+            plain_rewards, experience_rows = self._replay_experience(
+                output, plain_groups, len(visits), experience_ids, plain_rewards
+            )
+        for visit, marks, found in harvest:
+            self.experience_buffer.update(visit.prompt_id, visit.row, marks, found, self._zppo_round)
         hint_rewards = None
         output[HINT_FLAG] = torch.zeros_like(output["advantages"], dtype=torch.bool)
         if plan:
@@ -245,6 +282,8 @@ class ZPPOTrainer(GRPOTrainer):
             hint_rewards = self._last_rewards_per_func
             hint_output[HINT_FLAG] = torch.ones_like(hint_output["advantages"], dtype=torch.bool)
             output = concat_rollout_batches(output, hint_output, self._tokenizer.pad_token_id)
+        if args.experience_ratio > 0:
+            output.update(experience_columns(output["completion_ids"], experience_rows))
 
         # 4. advantages over the whole round (plain and hint groups together); which groups teach anything
         round_rewards = [self._total_rewards(r) for r in (plain_rewards, hint_rewards) if r is not None]
@@ -252,7 +291,7 @@ class ZPPOTrainer(GRPOTrainer):
             advantages = zppo_advantages(torch.cat(round_rewards), G)
             output["advantages"] = self._local_part(advantages, round_rewards)
             _replace_latest(self._logs["advantages"], advantages.tolist())  # the table shows what is trained on
-        elif injected:  # TRL's advantages predate the injected responses: its formula again, on the new rewards
+        elif injected or experience_rows:  # TRL's advantages predate the replaced rows: its formula on the new rewards
             advantages = grpo_advantages(round_rewards[0], G, self.scale_rewards)
             output["advantages"] = self._local_part(advantages, round_rewards)
             _replace_latest(self._logs["advantages"], advantages.tolist())
@@ -278,6 +317,7 @@ class ZPPOTrainer(GRPOTrainer):
             "zppo/teacher_failures": float(teacher_failures),
             "zppo/hints_not_built": float(self._unbuilt_hints),
             **({"zppo/injected_responses": float(injected)} if args.hint_type == "teacher_response" else {}),
+            **(self._experience_metrics(len(experience_ids)) if args.experience_ratio > 0 else {}),
             "zppo/informative_token_share": float(informative_tokens / all_tokens.clamp(min=1)),
             "zppo/loss_normalizer_tokens": float(output["num_items_in_batch"]),
         }
@@ -290,6 +330,7 @@ class ZPPOTrainer(GRPOTrainer):
             "teacher_failures": teacher_failures,
             "new": new_ids,
             "replayed": replay_ids,
+            "experience": experience_ids,
             "hints": [{"kind": kind, "prompt_id": row["prompt_id"], "prompt": row["prompt"]} for kind, row in plan],
         }
         self._zppo_round += 1
@@ -371,7 +412,7 @@ class ZPPOTrainer(GRPOTrainer):
         a BCQ candidate is. The other functions keep their own score of it (a format reward judges the teacher's
         format). Its old-policy log-probs (when TRL keeps them) and vLLM sampling log-probs are the student's own
         now; TRL's per-round metrics (lengths, rewards, `frac_reward_zero_std`) describe the sampled rollouts."""
-        args, G, tokenizer = self.args, self.num_generations, self._tokenizer
+        args, tokenizer = self.args, self._tokenizer
         ranked = rank_hard(visits, args.hard_threshold)[: ratio_count(args.hint_ratio, num_new)]
         if not ranked:
             return rewards_per_func, 0, 0
@@ -383,21 +424,35 @@ class ZPPOTrainer(GRPOTrainer):
         eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else self.eos_token_ids[0]
         tokenize = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
         ids = [teacher_completion_ids(sol, tokenize, eos, args.max_completion_length) for _, sol in plan]
+        plan = [(row, c) for (row, _), c in zip(plan, ids)]
+        rewards_per_func, _ = self._replace_rows(output, plain_groups, plan, "teacher_response", rewards_per_func)
+        rewards_per_func[[row for row, _ in plan], self._correctness_index] = 1.0
+        return rewards_per_func, len(plan), failures
 
-        # this process's rows; the completion tensors (and every per-token tensor) widen if a response is longer
+    def _replace_rows(
+        self, output: dict, plain_groups: list[dict], plan: list[tuple[int, list[int]]], kind: str, rewards_per_func
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Put completions the student did not sample into its plain groups (GRPO† + teacher response; ExGRPO's
+        replayed successes): `plan` = `[(global row, completion ids)]`, identical on every process. Edits this
+        process's `output` in place (completions, masks, the vLLM ratio via `baselines.replace_completions`; old and
+        sampling log-probs, when TRL keeps them, set to the student's own now, so the ratio starts at 1; the global
+        token count) and returns the round's gathered rewards per function with the rows rescored by the reward
+        functions (as row `zppo_kind=kind`), and this process's local indices of the replaced rows. Every process
+        runs the same collectives."""
+        G, tokenizer = self.num_generations, self._tokenizer
         L, p = output["completion_ids"].shape[0], self.accelerator.process_index
-        local = [(row - p * L, c) for (row, _), c in zip(plan, ids) if p * L <= row < (p + 1) * L]
+        local = [(row - p * L, c) for row, c in plan if p * L <= row < (p + 1) * L]
         rows = [row for row, _ in local]
         loss_tokens = lambda b: (b["completion_mask"] * (1 if b.get("tool_mask") is None else b["tool_mask"])).sum()
         before = loss_tokens(output)
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else self.eos_token_ids[0]
         stop_ids = {*self.eos_token_ids, eos, tokenizer.pad_token_id}
         output.update(replace_completions(output, rows, [c for _, c in local], tokenizer.pad_token_id, stop_ids,
                                           self.mask_truncated_completions))  # fmt: skip
         if output.get("old_per_token_logps") is not None:
             # one forward on every process (a sharded model gathers its weights in it), on a row of its own if it
-            # holds no injected one
-            forward_rows = rows or [0]
-            logps = self._student_logps(output, forward_rows)
+            # holds no replaced one
+            logps = self._student_logps(output, rows or [0])
             for key in ("old_per_token_logps", "sampling_per_token_logps"):
                 if output.get(key) is not None and rows:
                     output[key][rows] = logps.to(output[key].dtype)
@@ -405,16 +460,131 @@ class ZPPOTrainer(GRPOTrainer):
         changed = self.accelerator.gather(loss_tokens(output) - before).sum()
         output["num_items_in_batch"] = output["num_items_in_batch"] + changed
 
-        # the reward functions see the teacher's completion; every process scores all of them, rank 0's copy is kept
-        inputs = [{**plain_groups[row // G], "zppo_kind": "teacher_response"} for row, _ in plan]
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        # the reward functions see the new completion; every process scores all of them, rank 0's copy is kept
+        inputs = [{**plain_groups[row // G], "zppo_kind": kind} for row, _ in plan]
+        texts = tokenizer.batch_decode([c for _, c in plan], skip_special_tokens=True)
         completions = [t if isinstance(r["prompt"], str) else [{"role": "assistant", "content": t}]
                        for t, r in zip(texts, inputs)]  # fmt: skip
+        ids = [c for _, c in plan]
         scores = super()._calculate_rewards(inputs, [r["prompt"] for r in inputs], completions, ids)[: len(plan)]
-        scores[:, self._correctness_index] = 1.0
         rewards_per_func = rewards_per_func.clone()
         rewards_per_func[[row for row, _ in plan]] = scores
-        return rewards_per_func, len(plan), failures
+        return rewards_per_func, rows
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # ExGRPO experience replay (the method's pure pieces: experience.py)
+
+    def _draw_experience(self, num_new: int, unit: int, exclude: set) -> list:
+        """The round's experience questions, identical on every process: `experience_ratio * N` drawn by accuracy
+        bucket once the delayed start is on, cut to a multiple of `unit` (or repeated up to one unit)."""
+        count = ratio_count(self.args.experience_ratio, num_new)
+        if count == 0 or not self._experience_on:
+            return []
+        rng = round_rng(self.args.seed, self._zppo_round, "experience")
+        return fit_to_unit(sample_experience(self.experience_buffer, count, rng, exclude=exclude), unit)
+
+    def _harvest_experience(self, output: dict, visits: list[HardVisit], correct, scored, num_new: int) -> list:
+        """With ExGRPO on: latch the delayed start on the new prompts' plain pass@1, then (once on, as ExGRPO's code)
+        the round's visits for the experience buffer, `[(visit, correct marks, trajectories)]`: a correct rollout of a
+        partially solved question comes with its token ids and generating log-probs (TRL's old log-probs when it kept
+        them, else one no-grad forward over those rows)."""
+        args, G = self.args, self.num_generations
+        if args.experience_ratio <= 0:
+            return []
+        new_scored = int(scored[:num_new].sum())
+        if new_scored and delayed_start(float(correct[:num_new].sum()) / new_scored, args.experience_start_accuracy):
+            self._experience_on = True
+        if not self._experience_on:
+            return []
+        k, n = correct.sum(dim=1), scored.sum(dim=1)
+        wanted = [
+            g * G + i for g in range(len(visits)) if 0 < k[g] < n[g] for i in correct[g].nonzero().view(-1).tolist()
+        ]
+        trajectories: dict[int, Trajectory] = {}
+        if wanted:
+            L, p = output["completion_ids"].shape[0], self.accelerator.process_index
+            rows = [row - p * L for row in wanted if p * L <= row < (p + 1) * L]
+            logps = output.get("old_per_token_logps")
+            logps = self._student_logps(output, rows or [0]) if logps is None else logps[rows]
+            lengths = output["completion_mask"][rows].sum(dim=1).tolist()
+            mine = [(p * L + row, output["completion_ids"][row, :n_tok].tolist(), lp[:n_tok].tolist())
+                    for row, n_tok, lp in zip(rows, map(int, lengths), logps) if n_tok > 0]  # fmt: skip
+            trajectories = {row: Trajectory(ids, lps, self._zppo_round) for row, ids, lps in gather_object(mine)}
+        harvest = []
+        for g, visit in enumerate(visits):
+            marks = [bool(c) if s else None for c, s in zip(correct[g].tolist(), scored[g].tolist())]
+            if 0 < k[g] < n[g] and any(c and g * G + i not in trajectories for i, c in enumerate(marks)):
+                continue  # a correct rollout with no loss tokens (truncated and masked): nothing to replay
+            harvest.append((visit, marks, [trajectories.get(g * G + i) for i in range(G)]))
+        return harvest
+
+    def _replay_experience(
+        self, output: dict, plain_groups: list[dict], first: int, pids: list, rewards_per_func
+    ) -> tuple[torch.Tensor, list[tuple[int, Trajectory]]]:
+        """ExGRPO's mixed groups: in experience group `first + j` (question `pids[j]`), the last of its G fresh
+        rollouts is replaced by the question's stored success with the lowest mean entropy under the current policy
+        (each group's candidates are scored by the process that holds that row, then gathered, so every process
+        chooses the same). Returns the rescored rewards and this process's `(local row, trajectory)` pairs.
+
+        Ours: TRL rolls out G per group, so the group is G fresh rollouts of which one is replaced (one rollout more
+        than ExGRPO's G-1 fresh + 1 replayed)."""
+        G = self.num_generations
+        L, p = output["completion_ids"].shape[0], self.accelerator.process_index
+        targets = [((first + j) * G + G - 1, pid) for j, pid in enumerate(pids)]
+        candidates = [(row, i, t.completion_ids) for row, pid in targets if p * L <= row < (p + 1) * L
+                      for i, t in enumerate(self.experience_buffer.trajectories(pid))]  # fmt: skip
+        entropies = self._mean_entropies(output, [(row - p * L, ids) for row, _, ids in candidates])
+        scored = gather_object([(row, i, h) for (row, i, _), h in zip(candidates, entropies)])
+        chosen = {}
+        for row, pid in targets:
+            stored = self.experience_buffer.trajectories(pid)
+            by_index = {i: h for r, i, h in scored if r == row}
+            chosen[row] = stored[lowest_entropy(stored, [by_index[i] for i in range(len(stored))])]
+        plan = [(row, chosen[row].completion_ids) for row, _ in targets]
+        rewards_per_func, rows = self._replace_rows(output, plain_groups, plan, "experience", rewards_per_func)
+        mine = [(row, chosen[row + p * L]) for row in rows]
+        old = output.get("old_per_token_logps")
+        if old is not None and mine:
+            # TRL kept old log-probs (several updates per round): the replayed row's "old" value is the surrogate at
+            # generation time, so its ratio is 1 on the first update and PPO-clipped around it after
+            stored = experience_columns(old, mine)[EXPERIENCE_LOGPS][rows]
+            old[rows] = shaped_surrogate(old[rows], stored, self.args.experience_beta).to(old.dtype)
+        return rewards_per_func, mine
+
+    def _mean_entropies(self, output: dict, items: list[tuple[int, list[int]]]) -> list[float]:
+        """Mean token entropy under the current policy of each `(local row, completion ids)`: the row's prompt
+        followed by the ids. One no-grad forward on every process (on row 0's own prompt when it has no item)."""
+        probe = items or [(0, [int(output["completion_ids"][0, 0])])]
+        width = max(len(ids) for _, ids in probe)
+        completion = output["completion_ids"].new_full((len(probe), width), self._tokenizer.pad_token_id)
+        mask = torch.zeros_like(completion)
+        for i, (_, ids) in enumerate(probe):
+            completion[i, : len(ids)] = torch.tensor(ids, dtype=completion.dtype)
+            mask[i, : len(ids)] = 1
+        rows = [row for row, _ in probe]
+        input_ids = torch.cat([output["prompt_ids"][rows], completion], dim=1)
+        attention_mask = torch.cat([output["prompt_mask"][rows], mask], dim=1)
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            _, entropies, _ = self._get_per_token_logps_and_entropies(
+                self.model,
+                input_ids,
+                attention_mask,
+                width,
+                self.args.per_device_train_batch_size,
+                compute_entropy=True,
+            )
+        means = (entropies * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return means.tolist() if items else []
+
+    def _experience_metrics(self, replayed: int) -> dict[str, float]:
+        counters = self.experience_buffer.counters()
+        return {
+            "zppo/experience/on": float(self._experience_on),
+            "zppo/experience/replayed": float(replayed),
+            "zppo/experience/buffer_size": float(len(self.experience_buffer)),
+            "zppo/experience/total_stored_trajectories": float(counters["stored_trajectories"]),
+            "zppo/experience/total_retired": float(counters["retired"]),
+        }
 
     def _student_logps(self, batch: dict, rows: list[int]) -> torch.Tensor:
         """The student's per-token log-probs of `rows`' completions now, without gradient (as TRL computes
@@ -561,12 +731,44 @@ class ZPPOTrainer(GRPOTrainer):
         # TRL's loss calls `_get_per_token_logps_and_entropies` without the batch; it needs the hint flags (TRL offers
         # no way to pass a per-row field through), so they ride on the trainer for exactly this call
         self._micro_batch_hint_flags = inputs.get(HINT_FLAG)
+        if inputs.get(EXPERIENCE_FLAG) is not None and bool(inputs[EXPERIENCE_FLAG].any()):
+            self._micro_batch_experience = (inputs[EXPERIENCE_FLAG], inputs[EXPERIENCE_LOGPS])
+        self._micro_batch_weights = torch.zeros(3)  # ExGRPO's importance weights: sum, count, max
         try:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         finally:
-            self._micro_batch_hint_flags = None
+            self._micro_batch_hint_flags = self._micro_batch_experience = None
+        if self.args.experience_ratio > 0:  # every process, every micro-batch: a collective, as TRL's clip ratios
+            total, count, most = (
+                self.accelerator.gather(self._micro_batch_weights.to(self.accelerator.device)).view(-1, 3).T
+            )
+            if count.sum() > 0:
+                self._metrics["train"]["zppo/experience/importance_weight_mean"].append(
+                    (total.sum() / count.sum()).item()
+                )
+                self._metrics["train"]["zppo/experience/importance_weight_max"].append(most.max().item())
+        return loss
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        """TRL's per-token log-probs, through `_split_forward`; in `compute_loss`, ExGRPO's replayed rows get the
+        shaped surrogate instead (`experience.shaped_surrogate`: TRL's ratio is then exactly 1 and the loss's
+        gradient that of -A·f(w)), and their importance weights are logged."""
+        logps, entropies, aux = self._split_forward(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        if self._micro_batch_experience is not None and self._micro_batch_experience[0].shape[0] == logps.shape[0]:
+            flags, stored = self._micro_batch_experience
+            rows = flags.nonzero().view(-1)
+            stored = stored[rows, : logps.shape[1]].to(logps.device)
+            mask = attention_mask[rows, -logps.shape[1] :].bool()
+            weights = torch.exp(logps[rows].detach() - stored)[mask]
+            if weights.numel():
+                self._micro_batch_weights = torch.stack(
+                    [weights.sum(), weights.new_tensor(weights.numel()), weights.max()]
+                )
+            logps = logps.clone()
+            logps[rows] = shaped_surrogate(logps[rows], stored, self.args.experience_beta).to(logps.dtype)
+        return logps, entropies, aux
+
+    def _split_forward(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         """Run plain rows and hint rows of a mixed micro-batch as two forward calls, each trimmed of the prompt
         padding it does not need (TRL_SEAMS §7: a 20-token plain prompt padded to a 300-token hint prompt costs
         15x). Results are identical up to float error: RoPE attention depends only on relative positions and the
@@ -602,14 +804,16 @@ class ZPPOTrainer(GRPOTrainer):
         # TRL averages each metric over the logging window; running totals, rates and the buffer size are gauges, so
         # keep their latest value (per-round counts stay averaged: a mean per round over the window).
         for key, values in self._metrics["train"].items():
-            if values and (key.startswith("zppo/total_") or key in ("zppo/buffer_size", "zppo/exit_rate")):
+            if values and ("/total_" in key or key.endswith(("buffer_size", "exit_rate", "experience/on"))):
                 del values[:-1]
         super().log(logs, start_time)
 
     def zppo_state(self) -> dict:
-        """Everything ZPPO needs to resume: the buffer, the rows of the buffered questions, the round counter."""
+        """Everything ZPPO needs to resume: the buffer, the rows of the buffered questions, the round counter, and
+        ExGRPO's experience buffer and delayed-start latch."""
         return {"buffer": self.replay_buffer.state_dict(), "rows": [[pid, row] for pid, row in self._replay_rows.items()],
-                "round": self._zppo_round, "global_step": self.state.global_step}  # fmt: skip
+                "round": self._zppo_round, "global_step": self.state.global_step,
+                "experience": self.experience_buffer.state_dict(), "experience_on": self._experience_on}  # fmt: skip
 
     def load_zppo_state(self, checkpoint: str) -> None:
         """Restore the buffer, its rows and the round counter from `checkpoint/zppo_buffer_state.json`; raise a
@@ -627,7 +831,11 @@ class ZPPOTrainer(GRPOTrainer):
                 f"{os.path.join(checkpoint, STATE_FILE_NAME)} lacks the rows of buffered question(s) {missing[:5]}: "
                 "it was written by an older zppo_trl. Resume with that version, or from a fresh run."
             )
+        experience = ExperienceBuffer(capacity=self.args.experience_capacity)
+        if "experience" in payload:  # absent in states written before ExGRPO was added: an empty buffer
+            experience.load_state_dict(payload["experience"])
         self.replay_buffer, self._replay_rows, self._zppo_round = buffer, rows, payload["round"]
+        self.experience_buffer, self._experience_on = experience, bool(payload.get("experience_on", False))
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         # transformers' `resume_from_checkpoint=True` takes the newest checkpoint folder even when its write was
@@ -683,6 +891,18 @@ class ZPPOTrainer(GRPOTrainer):
         section = zppo_card_section(self.replay_buffer, self.args, self.num_generations, base, dataset_name, figure)
         card = trainer_model_card(self, section, model_name=model_name, dataset_name=dataset_name, tags=tags)
         card.save(os.path.join(output_dir, "README.md"))
+
+
+def experience_columns(like: torch.Tensor, rows: list[tuple[int, Trajectory]]) -> dict[str, torch.Tensor]:
+    """The ExGRPO columns of a rollout output shaped like `like` (`(rows, completion width)`): a flag per row and the
+    stored per-token log-probs of each `(local row, trajectory)`, zero elsewhere."""
+    flags = torch.zeros(like.shape[0], dtype=torch.bool, device=like.device)
+    logps = torch.zeros(like.shape[:2], dtype=torch.float32, device=like.device)
+    for row, trajectory in rows:
+        values = trajectory.logps[: like.shape[1]]
+        flags[row] = True
+        logps[row, : len(values)] = torch.tensor(values, dtype=torch.float32)
+    return {EXPERIENCE_FLAG: flags, EXPERIENCE_LOGPS: logps}
 
 
 def _completions_table_logs(logs: dict, maxlen: int) -> dict:
