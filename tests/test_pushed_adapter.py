@@ -81,9 +81,9 @@ def test_card_front_matter_parses_and_the_card_names_model_base_and_question(tra
     assert "# Model Card for run" in text and "model_id = 'run'" in text  # before a push: the folder name
     assert not re.search(r"for None|huggingface.co/None|model_id = None", text)
     assert f"[{BASE_ID}](https://huggingface.co/{BASE_ID})" in text
-    assert "zppo-trl's 48 built-in arithmetic problems" in text
+    assert "zppo-trl's built-in arithmetic demo questions" in text
     assert "AutoPeftModelForCausalLM.from_pretrained(model_id)" in text
-    assert repr(f"What is 7 + 1?\n\n{INSTRUCTION}") in text  # the first training question, with the instruction
+    assert repr(f"What is 7 + 6?\n\n{INSTRUCTION}") in text  # the first training question, with the instruction
     assert text.count("## ZPPO training") == 1 and f"- Base model: [{BASE_ID}]" in text
 
 

@@ -194,12 +194,14 @@ def load_reward_funcs(names: list[str]) -> list:
 
 
 def load_prompts(script_args: ZPPOScriptArguments, split: str, limit: int | None):
-    """The prompts of `split` in ZPPO's shape: the embedded problems, or a Hub/local dataset through the column
-    mapping (detected, or the `--*_column` flags)."""
-    from .data import load_embedded_math, load_source, pick_split, to_zppo_format
+    """The prompts of `split` in ZPPO's shape: the built-in demo questions (`demo_tasks.py`: training questions, or
+    with `split=None`, as `eval` asks, the fixed held-out set that shares no question with them), or a Hub/local
+    dataset through the column mapping (detected, or the `--*_column` flags)."""
+    from .data import load_source, pick_split, to_zppo_format
+    from .demo_tasks import load_demo_tasks
 
     if script_args.dataset_name is None and not script_args.data_files:
-        dataset = load_embedded_math()
+        dataset = load_demo_tasks("test" if split is None else "train")
     else:
         source = load_source(script_args.dataset_name, script_args.dataset_config, script_args.data_files)
         dataset, used = pick_split(source, split)
@@ -260,7 +262,9 @@ def train(script_args: ZPPOScriptArguments, training_args: ZPPOConfig, model_arg
     if quantization is not None:
         training_args.model_init_kwargs["quantization_config"] = quantization
     reward_funcs = load_reward_funcs(script_args.reward_funcs)
-    report = BufferReportCallback()
+    builtin_data = script_args.dataset_name is None and not script_args.data_files
+    # the demo's end-of-run report: plain accuracy on the held-out questions before and after training
+    report = BufferReportCallback(held_out=load_prompts(script_args, None, None) if builtin_data else None)
     trainer = ZPPOTrainer(
         model=model_path,
         reward_funcs=reward_funcs,

@@ -34,7 +34,7 @@ QUESTION_COLUMNS = ("prompt", "question", "problem", "query")
 ANSWER_COLUMNS = ("answer", "final_answer", "ground_truth", "target")
 SOLUTION_COLUMNS = ("solution",)
 ID_COLUMNS = ("prompt_id", "id", "question_id", "problem_id", "uid")
-EMBEDDED_DATASET_LABEL = "zppo-trl's 48 built-in arithmetic problems"
+EMBEDDED_DATASET_LABEL = "zppo-trl's built-in arithmetic demo questions (zppo_trl/demo_tasks.py)"
 
 _CALCULATOR = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations, e.g. "<<48/2=24>>"
 
