@@ -76,6 +76,7 @@ args = ZPPOConfig(
     max_completion_length=8, max_steps=6, learning_rate=1e-2, logging_steps=1, report_to="none", use_cpu=True,
     bf16=False, activation_checkpointing=False, save_strategy="steps", save_steps=2, seed=0, disable_tqdm=True,
     teacher_column="solution", hint_ratio=0.5, replay_ratio=0.5, experience_ratio=0.5, experience_start_accuracy=0.0,
+    retrospective_ratio=0.5,
 )  # fmt: skip
 trainer = ZPPOTrainer(model=build_tiny_llama(tokenizer), reward_funcs=reward, args=args,
                       train_dataset=addition_dataset(16), processing_class=tokenizer, callbacks=[Killer()])  # fmt: skip

@@ -23,6 +23,7 @@ VARIANTS = {  # the other methods' rounds must be identical on both ranks too
     "prefix_exclude": dict(hint_type="prefix", exclude_zero_variance_groups=True),
     "teacher_response": dict(hint_type="teacher_response"),
     "experience": dict(experience_ratio=0.5, experience_start_accuracy=0.0),
+    "retrospective": dict(retrospective_ratio=0.5),
 }
 variant = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] in VARIANTS else None
 HARD = set(range(0, 16, 2))
@@ -44,7 +45,8 @@ class Record(TrainerCallback):
         t = self.trainer
         logged = {k: v for k, v in state.log_history[-1].items() if k.startswith("zppo/")} if state.log_history else {}
         self.rounds.append({"step": state.global_step, "buffer": t.replay_buffer.state_dict(), "last": t.last_round,
-                            "experience": t.experience_buffer.state_dict(), "logged": logged})  # fmt: skip
+                            "experience": t.experience_buffer.state_dict(),
+                            "retrospective": t.retrospective_buffer.state_dict(), "logged": logged})  # fmt: skip
 
 
 tokenizer = build_char_tokenizer()

@@ -61,17 +61,19 @@ def test_two_processes_identical_deterministic_and_resumable(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["prefix_exclude", "teacher_response", "experience"])
+@pytest.mark.parametrize("variant", ["prefix_exclude", "teacher_response", "experience", "retrospective"])
 def test_two_processes_agree_on_the_baselines_and_the_normaliser(tmp_path, variant):
     torchrun(tmp_path, variant)
     rounds = read_ranks(tmp_path, f"{variant}-")  # identical buffers, hint prompts and logged zppo/* on both ranks
     assert len(rounds) == 5
-    kind = {"prefix_exclude": "prefix", "teacher_response": None, "experience": None}[variant]
     if variant == "experience":  # ExGRPO: identical experience buffers (stored successes, log-probs) on both ranks
         assert sum(r["logged"].get("zppo/experience/replayed", 0) for r in rounds) > 0
         assert any(r["experience"]["entries"] for r in rounds)  # (from step 3 every question is solved: retired)
-    elif kind:
-        assert any(h["kind"] == kind for r in rounds for h in r["last"]["hints"]), "no prefix groups ran"
+    elif variant == "retrospective":  # identical stored states and continuation counts on both ranks
+        assert any(h["kind"] == "retrospective" for r in rounds for h in r["last"]["hints"]), "no state was continued"
+        assert rounds[-1]["retrospective"]["totals"]["stored"] > 0
+    elif variant == "prefix_exclude":
+        assert any(h["kind"] == "prefix" for r in rounds for h in r["last"]["hints"]), "no prefix groups ran"
         logged = [r["logged"] for r in rounds if r["logged"]]  # on_step_end sees the previous step's log
         normalisers = [log["zppo/loss_normalizer_tokens"] for log in logged]
         shares = [log["zppo/informative_token_share"] for log in logged]

@@ -77,9 +77,10 @@ from .experience import (
 from .hints import HardVisit, fit_to_unit, plan_hints, rank_hard, round_visits
 from .metrics import round_metrics, zero_variance_metrics
 from .model_card import zppo_card_section
-from .prompts import append_to_prompt, build_hint_prompt
+from .prompts import append_to_prompt, build_hint_prompt, completion_text
 from .quantization import disable_cpu_inference_repacking
 from .replay import group_unit, question_id, ratio_count, replay_count, round_rng, sample_replay
+from .retrospective import RetrospectiveBuffer, continuation_success_vs_plain, harvest_state, select_states
 from .rewards import answer_extractor
 from .teachers import resolve_teacher, solutions_for, use_answer_extractor
 from .validation import (
@@ -192,12 +193,19 @@ class ZPPOTrainer(GRPOTrainer):
             False  # ExGRPO's delayed start, latched once a round's plain pass@1 exceeds the threshold
         )
         self._micro_batch_experience: tuple | None = None  # (flags, stored log-probs) of one micro-batch
+        # Retrospective Replay (retrospective_ratio > 0): one state per hard question, and those questions' rows
+        self.retrospective_buffer = RetrospectiveBuffer(
+            capacity=args.retrospective_capacity, hard_threshold=args.hard_threshold, min_tries=self.num_generations
+        )
+        self._retrospective_rows: dict = {}
+        self._state_replays = (0, 0)  # the latest round's state continuations: (correct, scored)
         G, num_new = self.num_generations, args.generation_batch_size // self.num_generations
         unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
         most_extra = (
             replay_count(args.replay_ratio, num_new, args.replay_capacity, unit)
             + max(ratio_count(args.hint_ratio, num_new), unit)
             + max(ratio_count(args.experience_ratio, num_new), unit)
+            + max(ratio_count(args.retrospective_ratio, num_new), unit)
         )
         self._logs = _completions_table_logs(self._logs, args.generation_batch_size + most_extra * G)
         self._last_completions: list = []
@@ -243,9 +251,8 @@ class ZPPOTrainer(GRPOTrainer):
         output = self._rollout(plain_groups)
         plain_rewards = self._last_rewards_per_func
         correct, scored = (t.view(-1, G).cpu() for t in self._correct_and_scored(plain_rewards))
-        all_visits = round_visits(
-            rows, new_ids + replay_ids + experience_ids, correct, scored, gather_object(self._last_completions)
-        )
+        completions = gather_object(self._last_completions)
+        all_visits = round_visits(rows, new_ids + replay_ids + experience_ids, correct, scored, completions)
         visits = all_visits[: len(new_rows) + len(replay_ids)]  # ZPPO's: new and replayed questions
         # ExGRPO's successes, read before any row is replaced (stored after this round's replay: a group never
         # replays one of its own fresh samples)
@@ -268,6 +275,13 @@ class ZPPOTrainer(GRPOTrainer):
             )
         else:
             plan, teacher_failures = self._plan_hints(visits, len(new_rows), unit)
+        # Retrospective Replay: stored states continued as groups of their own, chosen before this round's states are
+        # harvested, so a state is always one found in an earlier round. They get a rollout pass of their own: a
+        # state row is a rendered text prompt (it ends inside the assistant turn), and TRL tokenizes a pass either
+        # as chat or as text
+        states = self._plan_states(len(new_rows), unit, exclude={row["prompt_id"] for _, row in plan})
+        if args.retrospective_ratio > 0:
+            self._harvest_states(visits, correct, scored, completions)
         experience_rows: list[tuple[int, Trajectory]] = []
         if experience_ids:  # ExGRPO: the last rollout of each experience group becomes a stored success
             plain_rewards, experience_rows = self._replay_experience(
@@ -275,18 +289,22 @@ class ZPPOTrainer(GRPOTrainer):
             )
         for visit, marks, found in harvest:
             self.experience_buffer.update(visit.prompt_id, visit.row, marks, found, self._zppo_round)
-        hint_rewards = None
+        extra_rewards = []  # gathered rewards per extra pass: hint groups, then state groups
         output[HINT_FLAG] = torch.zeros_like(output["advantages"], dtype=torch.bool)
-        if plan:
-            hint_output = self._hint_pass([row for _, row in plan])
-            hint_rewards = self._last_rewards_per_func
-            hint_output[HINT_FLAG] = torch.ones_like(hint_output["advantages"], dtype=torch.bool)
-            output = concat_rollout_batches(output, hint_output, self._tokenizer.pad_token_id)
+        for groups in (plan, states):
+            if groups:
+                hint_output = self._hint_pass([row for _, row in groups])
+                extra_rewards.append(self._last_rewards_per_func)
+                hint_output[HINT_FLAG] = torch.ones_like(hint_output["advantages"], dtype=torch.bool)
+                output = concat_rollout_batches(output, hint_output, self._tokenizer.pad_token_id)
+        if states:
+            self._record_state_replays(states, extra_rewards[-1])
+        plan += states
         if args.experience_ratio > 0:
             output.update(experience_columns(output["completion_ids"], experience_rows))
 
         # 4. advantages over the whole round (plain and hint groups together); which groups teach anything
-        round_rewards = [self._total_rewards(r) for r in (plain_rewards, hint_rewards) if r is not None]
+        round_rewards = [self._total_rewards(r) for r in (plain_rewards, *extra_rewards)]
         if args.advantage_estimator == "zppo":
             advantages = zppo_advantages(torch.cat(round_rewards), G)
             output["advantages"] = self._local_part(advantages, round_rewards)
@@ -309,8 +327,10 @@ class ZPPOTrainer(GRPOTrainer):
         counts = {key: after[key] - before[key] for key in after}  # admitted / graduated / evicted this round
         hint_kinds = [kind for kind, _ in plan]
         hint_correct = hint_scored = None
-        if hint_rewards is not None:
-            hint_correct, hint_scored = (t.view(-1, G).cpu() for t in self._correct_and_scored(hint_rewards))
+        if extra_rewards:
+            hint_correct, hint_scored = (
+                t.view(-1, G).cpu() for t in self._correct_and_scored(torch.cat(extra_rewards))
+            )
         metrics = {
             **round_metrics(self.replay_buffer, counts, len(replay_ids), hint_kinds, hint_correct, hint_scored, G),
             **zero_variance_metrics(kinds + hint_kinds, torch.cat(has_variance).tolist()),
@@ -318,6 +338,7 @@ class ZPPOTrainer(GRPOTrainer):
             "zppo/hints_not_built": float(self._unbuilt_hints),
             **({"zppo/injected_responses": float(injected)} if args.hint_type == "teacher_response" else {}),
             **(self._experience_metrics(len(experience_ids)) if args.experience_ratio > 0 else {}),
+            **(self._retrospective_metrics() if args.retrospective_ratio > 0 else {}),
             "zppo/informative_token_share": float(informative_tokens / all_tokens.clamp(min=1)),
             "zppo/loss_normalizer_tokens": float(output["num_items_in_batch"]),
         }
@@ -663,19 +684,24 @@ class ZPPOTrainer(GRPOTrainer):
         if kind == "hint":
             prompt = build_answer_hint_prompt(row["prompt"], solution, str(row.get("answer", "")), instruction)
             return None if prompt is None else {**row, **extra, "prompt": prompt}
-        tokenizer = self._tokenizer
-        prefix = solution_prefix(
-            solution, self.args.prefix_fraction,
-            lambda text: tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.decode,
-        )  # fmt: skip
-        render = lambda messages: tokenizer.apply_chat_template(
+        prefix = solution_prefix(solution, self.args.prefix_fraction, self._tokenize, self._tokenizer.decode)
+        return self._prefix_row(row, visit.prompt_id, kind, prefix)
+
+    def _prefix_row(self, row: dict, prompt_id, kind: str, prefix: str) -> dict:
+        """A row whose answer starts with `prefix` (the Prefix baseline's teacher prefix, a Retrospective Replay
+        state): the student continues it, the prefix is prompt (no loss), the rewards read prefix + continuation."""
+        render = lambda messages: self._tokenizer.apply_chat_template(
             messages, continue_final_message=True, tokenize=False, **self.chat_template_kwargs
         )
-        prompt = build_prefix_prompt(row["prompt"], prefix, instruction, render)
-        return {**row, **extra, "prompt": prompt, PREFIX_KEY: [prefix, not isinstance(row["prompt"], str)]}
+        prompt = build_prefix_prompt(row["prompt"], prefix, self.args.answer_format_instruction, render)
+        extra = {"prompt_id": prompt_id, "zppo_kind": kind, PREFIX_KEY: [prefix, not isinstance(row["prompt"], str)]}
+        return {**row, **extra, "prompt": prompt}
+
+    def _tokenize(self, text: str) -> list[int]:
+        return self._tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _count_tokens(self, text: str) -> int:
-        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self._tokenize(text))
 
     def _chat_template_overhead(self) -> int:
         """Tokens the chat template adds around a one-message prompt (0 without a chat template)."""
@@ -707,6 +733,67 @@ class ZPPOTrainer(GRPOTrainer):
                 del metrics[key][sizes.get(key, 0) :]
                 metrics[f"zppo/hint/{key}"].extend(new)
         return hint_output
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Retrospective Replay (the method's pure pieces: retrospective.py)
+
+    def _plan_states(self, num_new: int, unit: int, exclude: set) -> list[tuple[str, dict]]:
+        """The round's state continuations, identical on every process: `retrospective_ratio * N` stored states
+        (hardest question first, none of a question that already has a hint group this round), cut to a multiple of
+        `unit` (or repeated up to one unit), as `("retrospective", prefix row)`."""
+        count = ratio_count(self.args.retrospective_ratio, num_new)
+        self._state_replays = (0, 0)
+        if count == 0:
+            return []
+        rng = round_rng(self.args.seed, self._zppo_round, "retrospective")
+        pids = select_states(self.retrospective_buffer, count, rng, exclude=exclude)
+        rows = [self._prefix_row(self._retrospective_rows[pid], pid, "retrospective",
+                                 self.retrospective_buffer.state(pid).prefix) for pid in pids]  # fmt: skip
+        return fit_to_unit([("retrospective", row) for row in rows], unit)
+
+    def _harvest_states(self, visits: list[HardVisit], correct, scored, completions: list) -> None:
+        """Every plain visit of the round updates its question's state; a hard visit solved at least once offers the
+        state of its first correct rollout that has one (`retrospective.harvest_state`)."""
+        G, buffer = self.num_generations, self.retrospective_buffer
+        for g, visit in enumerate(visits):
+            n = int(scored[g].sum())
+            if n == 0:
+                continue
+            accuracy = int(correct[g].sum()) / n
+            state = None
+            if 0 < accuracy < self.args.hard_threshold:
+                texts = [completion_text(c) for c in completions[g * G : (g + 1) * G]]
+                answer = str(visit.row.get("answer", ""))
+                state = harvest_state(texts, correct[g].tolist(), answer, self._tokenize, self._tokenizer.decode,
+                                      self.args.retrospective_state_fraction)  # fmt: skip
+            if state is None:
+                buffer.record_plain(visit.prompt_id, accuracy)
+            else:
+                buffer.harvest(visit.prompt_id, state, accuracy, self._zppo_round)
+                self._retrospective_rows[visit.prompt_id] = visit.row
+        self._retrospective_rows = {pid: self._retrospective_rows[pid] for pid in buffer.ids()}
+
+    def _record_state_replays(self, states: list[tuple[str, dict]], rewards: torch.Tensor) -> None:
+        """Each replayed state's continuations (`rewards`: the state pass's, scored on state + continuation) update
+        its counts."""
+        correct, scored = (t.view(-1, self.num_generations).cpu() for t in self._correct_and_scored(rewards))
+        for g, (_, row) in enumerate(states):
+            self.retrospective_buffer.record_replay(row["prompt_id"], int(correct[g].sum()), int(scored[g].sum()))
+        self._state_replays = (int(correct.sum()), int(scored.sum()))
+
+    def _retrospective_metrics(self) -> dict[str, float]:
+        counters, (successes, tries) = self.retrospective_buffer.counters(), self._state_replays
+        return {
+            "zppo/retrospective/buffer_size": float(len(self.retrospective_buffer)),
+            "zppo/retrospective/total_stored": float(counters["stored"]),
+            "zppo/retrospective/total_dropped_unpromising": float(counters["dropped_unpromising"]),
+            "zppo/retrospective/continuation_success": successes / tries if tries else float("nan"),
+        }
+
+    def retrospective_report(self) -> dict:
+        """Stored states' continuation success against the plain accuracy of the same questions
+        (`retrospective.continuation_success_vs_plain`)."""
+        return continuation_success_vs_plain(self.retrospective_buffer)
 
     # ----------------------------------------------------------------------------------------------------------------
     # micro-batches and the loss
@@ -813,7 +900,9 @@ class ZPPOTrainer(GRPOTrainer):
         ExGRPO's experience buffer and delayed-start latch."""
         return {"buffer": self.replay_buffer.state_dict(), "rows": [[pid, row] for pid, row in self._replay_rows.items()],
                 "round": self._zppo_round, "global_step": self.state.global_step,
-                "experience": self.experience_buffer.state_dict(), "experience_on": self._experience_on}  # fmt: skip
+                "experience": self.experience_buffer.state_dict(), "experience_on": self._experience_on,
+                "retrospective": self.retrospective_buffer.state_dict(),
+                "retrospective_rows": [[pid, row] for pid, row in self._retrospective_rows.items()]}  # fmt: skip
 
     def load_zppo_state(self, checkpoint: str) -> None:
         """Restore the buffer, its rows and the round counter from `checkpoint/zppo_buffer_state.json`; raise a
@@ -834,8 +923,13 @@ class ZPPOTrainer(GRPOTrainer):
         experience = ExperienceBuffer(capacity=self.args.experience_capacity)
         if "experience" in payload:  # absent in states written before ExGRPO was added: an empty buffer
             experience.load_state_dict(payload["experience"])
+        states = RetrospectiveBuffer(self.args.retrospective_capacity, self.args.hard_threshold, self.num_generations)
+        if "retrospective" in payload:  # absent in states written before Retrospective Replay was added
+            states.load_state_dict(payload["retrospective"])
         self.replay_buffer, self._replay_rows, self._zppo_round = buffer, rows, payload["round"]
         self.experience_buffer, self._experience_on = experience, bool(payload.get("experience_on", False))
+        self.retrospective_buffer = states
+        self._retrospective_rows = {pid: row for pid, row in payload.get("retrospective_rows", [])}
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         # transformers' `resume_from_checkpoint=True` takes the newest checkpoint folder even when its write was
