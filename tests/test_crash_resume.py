@@ -47,9 +47,9 @@ def test_killed_run_resumes_to_the_same_end(tmp_path, uninterrupted, mode, resum
     assert result["state"] == uninterrupted["state"]  # buffer, totals, round counter, step
     assert result["weights_sum"] == pytest.approx(uninterrupted["weights_sum"], rel=1e-5)
     assert uninterrupted["state"]["buffer"]["total_graduated"] > 0  # the flip at step 3 was exercised
-    assert (
-        uninterrupted["state"]["experience"]["total_stored_trajectories"] > 0
-    )  # and ExGRPO's buffer (retired by the end)
+    # and ExGRPO's buffer (every question retired by the end) and Retrospective Replay's states
+    assert uninterrupted["state"]["experience"]["total_stored_trajectories"] > 0
+    assert uninterrupted["state"]["retrospective"]["totals"]["replayed"] > 0
 
 
 def test_last_complete_checkpoint_skips_partial_ones(tmp_path):
