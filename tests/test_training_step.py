@@ -6,7 +6,7 @@ import pytest
 import torch
 from scripted import ScriptedReward, grads, hand_loss
 
-import zppo_trl.trainer as trainer_module
+import zppo_trl.micro_batches as micro_batches_module
 from zppo_trl.batching import HINT_FLAG, accumulation_groups
 
 
@@ -43,13 +43,13 @@ def test_every_optimizer_step_trains_the_rows_trl_assigned_to_it(make_trainer, m
     """TRL shuffles a round and splits it into `spg` micro-batches; ZPPO's regrouping (plain rows before hint rows,
     to save padding) may only move rows between micro-batches of the same optimizer step."""
     trl_rounds = {}  # first micro-step of the round -> TRL's micro-batches (row keys)
-    original = trainer_module.regroup_micro_batches
+    original = micro_batches_module.regroup_micro_batches
 
     def record_trl_split(chunks, groups=None):
         trl_rounds[trainer._step] = [_row_keys(c) for c in chunks]
         return original(chunks, groups)
 
-    monkeypatch.setattr(trainer_module, "regroup_micro_batches", record_trl_split)
+    monkeypatch.setattr(micro_batches_module, "regroup_micro_batches", record_trl_split)
     trainer = make_trainer(
         ScriptedReward(), teacher_column="solution", replay_ratio=0.5, hint_ratio=1.0, max_steps=4,
         per_device_train_batch_size=8, steps_per_generation=spg, gradient_accumulation_steps=ga,
@@ -85,13 +85,13 @@ def one_right_of_four(completions, prompt_id, **kwargs):
 def _first_micro_batch(trainer, monkeypatch):
     """The first micro-batch TRL hands the loss, and the same rows before ZPPO dropped the zero-variance ones."""
     before_drop = []
-    original = trainer_module.drop_zero_variance_rows
+    original = micro_batches_module.drop_zero_variance_rows
 
     def record(chunk):
         before_drop.append(chunk)
         return original(chunk)
 
-    monkeypatch.setattr(trainer_module, "drop_zero_variance_rows", record)
+    monkeypatch.setattr(micro_batches_module, "drop_zero_variance_rows", record)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps  # set by train()
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
