@@ -77,7 +77,15 @@ METHODS = {  # ZPPOConfig overrides per method; --methods adds the ones after th
     # issue 18: the same methods with zero-variance groups left out of the loss normaliser
     "grpo_replay_exclude": dict(replay_ratio=0.5, hint_ratio=0.0, exclude_zero_variance_groups=True),
     "zppo_exclude": dict(replay_ratio=0.5, hint_ratio=0.5, exclude_zero_variance_groups=True),
+    # issue 18: GRPO† with its learning rate times the plain-token share of the same seed's ZPPO run, so its plain
+    # groups get the step size ZPPO's token-level normaliser (which also counts hint tokens) gives them
+    "grpo_replay_lr_matched": dict(replay_ratio=0.5, hint_ratio=0.0),
+    # issue 14: the other source papers' replay methods (ExGRPO on GRPO, Retrospective Replay on GRPO†) and all three
+    "exgrpo": dict(replay_ratio=0.0, hint_ratio=0.0, experience_ratio=0.5),
+    "retrospective": dict(replay_ratio=0.5, hint_ratio=0.0, retrospective_ratio=0.5),
+    "zppo_exgrpo_retrospective": dict(replay_ratio=0.5, hint_ratio=0.5, experience_ratio=0.5, retrospective_ratio=0.5),
 }
+LR = 3e-4
 PROFILES = {  # pretraining steps, RL steps, new prompts per RL step, train keys, held-out keys
     "default": (1000, 60, 8, 60, 32),
     "quick": (1000, 30, 8, 40, 32),
@@ -184,11 +192,12 @@ def pretrain(tokenizer, steps: int, seed: int):
     return model, total
 
 
-def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
+def run_method(method: str, seed: int, profile: str, out_dir: str, lr_scale: float = 1.0) -> dict:
     import torch
     from transformers import LlamaForCausalLM
 
     from zppo_trl import ZPPOConfig, ZPPOTrainer
+    from zppo_trl.batching import HINT_FLAG
     from zppo_trl.evaluation import plain_accuracy
     from zppo_trl.tiny import build_char_tokenizer
 
@@ -223,7 +232,7 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
     before, before_hard = accuracy(heldout), accuracy(heldout_hard)
     args = ZPPOConfig(
         output_dir=os.path.join(out_dir, f"{method}-seed{seed}"), per_device_train_batch_size=new_prompts * 8,
-        num_generations=8, max_completion_length=6, max_steps=rl_steps, learning_rate=3e-4, logging_steps=1,
+        num_generations=8, max_completion_length=6, max_steps=rl_steps, learning_rate=LR * lr_scale, logging_steps=1,
         report_to="none", use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no", seed=seed,
         disable_tqdm=True, teacher_column="solution", use_ncq=METHODS[method].get("hint_type") is not None,
         candidate_max_tokens=16, hint_prompt_max_tokens=512, temperature=1.0, min_p=MIN_P, beta=0.0,
@@ -239,6 +248,19 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
         return original(prompts)
 
     trainer._generate = counting
+    tokens = {"plain": 0, "all": 0}  # loss tokens of plain (new + replayed + experience) rows, and of all rows
+    generate_round = trainer._generate_and_score_completions
+
+    def counting_tokens(inputs):
+        output = generate_round(inputs)
+        if trainer.model.training:
+            mask = output["completion_mask"]
+            hint = output.get(HINT_FLAG, torch.zeros(mask.shape[0], dtype=torch.bool))
+            tokens["plain"] += int(mask[~hint].sum())
+            tokens["all"] += int(mask.sum())
+        return output
+
+    trainer._generate_and_score_completions = counting_tokens
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start
@@ -269,8 +291,15 @@ def run_method(method: str, seed: int, profile: str, out_dir: str) -> dict:
         "injected_responses": sum(h.get("zppo/injected_responses", 0) for h in history),
         "hints_not_built": sum(h.get("zppo/hints_not_built", 0) for h in history),
         "zero_variance_share": {k: mean_of(f"zppo/zero_variance/{k}") for k in ("plain", "replay", "bcq", "hint",
-                                                                                   "prefix")},
+                                                                                   "prefix", "experience",
+                                                                                   "retrospective")},
         "informative_token_share": mean_of("zppo/informative_token_share"),
+        "plain_token_share": tokens["plain"] / max(1, tokens["all"]), "learning_rate": LR * lr_scale,
+        "experience_replayed": sum(h.get("zppo/experience/replayed", 0) for h in history),
+        "experience_stored_trajectories": trainer.experience_buffer.counters()["stored_trajectories"],
+        "experience_retired": trainer.experience_buffer.counters()["retired"],
+        "experience_importance_weight_mean": mean_of("zppo/experience/importance_weight_mean"),
+        "retrospective": trainer.retrospective_report() | {"stored": trainer.retrospective_buffer.counters()["stored"]},
     }  # fmt: skip
 
 
@@ -308,6 +337,9 @@ def markdown_table(report: dict) -> str:
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
 
+    def times(x):
+        return "" if x is None else f" ({x:.2f}x)"
+
     rows = ["| method | graduated / admitted | entry bin 0: graduated / admitted | hard plain held-out before -> after "
             "| hard gold log-prob before -> after | hard BCQ held-out before -> after | BCQ rollouts correct "
             "| s per completion (x GRPO) | peak RSS MB (x GRPO) |", "|---" * 9 + "|"]  # fmt: skip
@@ -320,8 +352,29 @@ def markdown_table(report: dict) -> str:
             f"| {pct(s['heldout_hard_accuracy_before'])} -> {pct(s['heldout_hard_accuracy_after'])} "
             f"| {s['heldout_hard_gold_logprob_before']:.2f} -> {s['heldout_hard_gold_logprob_after']:.2f} "
             f"| {pct(s['heldout_hard_bcq_accuracy_before'])} -> {pct(s['heldout_hard_bcq_accuracy_after'])} "
-            f"| {pct(s['bcq_accuracy'])} | {s['seconds_per_completion']:.4f} ({cost['seconds_per_completion']:.2f}x) "
-            f"| {s['peak_rss_mb']:.0f} ({cost['peak_rss_mb']:.2f}x) |"
+            f"| {pct(s['bcq_accuracy'])} | {s['seconds_per_completion']:.4f}{times(cost['seconds_per_completion'])} "
+            f"| {s['peak_rss_mb']:.0f}{times(cost['peak_rss_mb'])} |"
+        )
+    rows += ["", "| method | learning rate | plain-token share | ExGRPO replayed / stored / retired | importance "
+             "weight (mean) | RRL states stored | RRL continuations right vs plain accuracy of the same questions |",
+             "|---" * 7 + "|"]  # fmt: skip
+    for method, s in report["methods"].items():
+        runs = s["per_seed"]
+        retro = [r["retrospective"] for r in runs]
+        tries = [
+            (x["all_replays_success"], x["all_replays_plain_accuracy"])
+            for x in retro
+            if x["all_replays_success"] is not None
+        ]
+        weights = _mean([r["experience_importance_weight_mean"] for r in runs])
+        rows.append(
+            f"| {method} | {runs[0]['learning_rate']:.2e}"
+            + (" (per seed)" if len({r["learning_rate"] for r in runs}) > 1 else "")
+            + f" | {pct(_mean([r['plain_token_share'] for r in runs]))} "
+            f"| {sum(r['experience_replayed'] for r in runs):.0f} / {sum(r['experience_stored_trajectories'] for r in runs)} "
+            f"/ {sum(r['experience_retired'] for r in runs)} | {'n/a' if weights is None else f'{weights:.2f}'} "
+            f"| {sum(x['stored'] for x in retro)} "
+            f"| {pct(_mean([a for a, _ in tries]))} vs {pct(_mean([b for _, b in tries]))} ({len(tries)} seed(s)) |"
         )
     return "\n".join(rows) + "\n"
 
@@ -351,16 +404,22 @@ def plot(report: dict, path: str) -> None:
     plt.close(fig)
 
 
+def pretrain_once(me: list[str], seed: int, profile: str, out: str) -> None:
+    if not os.path.exists(os.path.join(out, f"student-seed{seed}", "pretrain.json")):
+        subprocess.run([*me, "--pretrain", str(seed), profile], check=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, fewer steps (~15 minutes)")
     parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; --quick and --smoke: 0)")
+    parser.add_argument("--no-core", action="store_true", help=f"run only --methods, not also {list(CORE_METHODS)}")
     parser.add_argument("--out", required=True)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each")
     parser.add_argument("--methods", default="", help=f"extra methods after {list(CORE_METHODS)}, comma-separated, "
                         f"from {[m for m in METHODS if m not in CORE_METHODS]}, or 'all'")  # fmt: skip
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # internal: method seed profile
+    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)  # internal: method seed profile [lr_scale]
     parser.add_argument("--pretrain", nargs=2, help=argparse.SUPPRESS)  # internal: seed profile
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -369,7 +428,8 @@ def main():
 
         from zppo_trl.tiny import build_char_tokenizer
 
-        torch.set_num_threads(1)
+        # one thread, as the runs; BENCH_PRETRAIN_THREADS lets a many-core machine pretrain the seeds faster
+        torch.set_num_threads(int(os.environ.get("BENCH_PRETRAIN_THREADS", "1")))
         seed, profile = int(args.pretrain[0]), args.pretrain[1]
         model, loss = pretrain(build_char_tokenizer(), PROFILES[profile][0], seed)
         folder = os.path.join(args.out, f"student-seed{seed}")
@@ -378,11 +438,12 @@ def main():
             json.dump({"loss": loss, "steps": PROFILES[profile][0], "seed": seed}, f)
         return
     if args.one:
-        method, seed, profile = args.one
-        print(json.dumps(run_method(method, int(seed), profile, args.out)))
+        method, seed, profile, *scale = args.one
+        print(json.dumps(run_method(method, int(seed), profile, args.out, float(scale[0]) if scale else 1.0)))
         return
     profile = "smoke" if args.smoke else "quick" if args.quick else "default"
-    seeds = [0] if (args.quick or args.smoke) else [int(s) for s in args.seeds.split(",")]
+    default_seeds = "0" if (args.quick or args.smoke) else "0,1,2"
+    seeds = [int(s) for s in (args.seeds or default_seeds).split(",")]
     extra = (
         [m for m in METHODS if m not in CORE_METHODS]
         if args.methods == "all"
@@ -391,20 +452,39 @@ def main():
     unknown = [m for m in extra if m not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
-    methods = [*CORE_METHODS, *[m for m in extra if m not in CORE_METHODS]]
+    methods = extra if args.no_core else [*CORE_METHODS, *[m for m in extra if m not in CORE_METHODS]]
+    if "grpo_replay_lr_matched" in methods and "zppo" not in methods:
+        parser.error("--methods: grpo_replay_lr_matched needs zppo (its learning rate uses ZPPO's plain-token share)")
     report = {"profile": profile, "seeds": seeds, "methods": {}}
     me = [sys.executable, __file__, "--out", args.out]
     with ThreadPoolExecutor(args.jobs) as pool:  # each run is its own 1-thread process: peak RSS is per run
-        students = {s: pool.submit(subprocess.run, [*me, "--pretrain", str(s), profile], check=True) for s in seeds}
+        # a student or a run already in --out (an interrupted benchmark, or students made elsewhere) is reused
+        students = {s: pool.submit(pretrain_once, me, s, profile, args.out) for s in seeds}
+
+        runs = {}
 
         def run(method, seed):  # queued after every pretraining, so waiting here never holds a slot for long
             students[seed].result()
-            done = subprocess.run([*me, "--one", method, str(seed), profile], capture_output=True, text=True)
+            scale = []
+            if method == "grpo_replay_lr_matched":  # needs the same seed's ZPPO run (queued before it)
+                scale = [str(runs["zppo", seed].result()["plain_token_share"])]
+            saved = os.path.join(args.out, f"run-{method}-seed{seed}.json")
+            if os.path.exists(saved):
+                with open(saved) as f:
+                    return json.load(f)
+            done = subprocess.run([*me, "--one", method, str(seed), profile, *scale], capture_output=True, text=True)
             if done.returncode:
                 raise RuntimeError(f"{method} seed {seed} failed:\n{done.stderr[-3000:]}")
-            return json.loads(done.stdout.strip().splitlines()[-1])
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            with open(saved, "w") as f:  # each run as soon as it ends: a benchmark cut short keeps what finished
+                json.dump(result, f)
+            return result
 
-        runs = {(m, s): pool.submit(run, m, s) for s in seeds for m in methods}
+        # method by method in the order given (all seeds of one before the next), the matched run last: a benchmark
+        # cut short has every seed of the methods listed first
+        for m in sorted(methods, key=lambda m: m == "grpo_replay_lr_matched"):
+            for s in seeds:
+                runs[m, s] = pool.submit(run, m, s)
     for method in methods:
         per_seed = [runs[method, s].result() for s in seeds]
         report["methods"][method] = summarise(per_seed)
@@ -413,14 +493,15 @@ def main():
               f"{s['heldout_hard_accuracy_before']:.3f} -> {s['heldout_hard_accuracy_after']:.3f} "
               f"hard BCQ {s['heldout_hard_bcq_accuracy_before']:.3f} -> {s['heldout_hard_bcq_accuracy_after']:.3f} "
               f"s/completion {s['seconds_per_completion']:.4f}", flush=True)  # fmt: skip
-    grpo = report["methods"]["grpo"]
+    grpo = report["methods"].get("grpo")
     for summary in report["methods"].values():  # cost as ratios to GRPO measured in the same run
-        summary["cost_vs_grpo"] = {k: summary[k] / grpo[k] for k in ("seconds_per_completion", "seconds_per_step",
-                                                                      "peak_rss_mb")}  # fmt: skip
-    base, zppo = report["methods"]["grpo_replay"], report["methods"]["zppo"]
-    for name, side in (("graduation", lambda s: (s["admitted"], s["graduated"])),
-                       ("bin0_graduation", lambda s: (s["admissions_by_bin"].get("0", 0) * len(seeds),
-                                                      s["graduations_by_bin"].get("0", 0) * len(seeds)))):  # fmt: skip
+        summary["cost_vs_grpo"] = {k: summary[k] / grpo[k] if grpo else None for k in ("seconds_per_completion",
+                                   "seconds_per_step", "peak_rss_mb")}  # fmt: skip
+    base, zppo = report["methods"].get("grpo_replay"), report["methods"].get("zppo")
+    sides = (("graduation", lambda s: (s["admitted"], s["graduated"])),
+             ("bin0_graduation", lambda s: (s["admissions_by_bin"].get("0", 0) * len(seeds),
+                                            s["graduations_by_bin"].get("0", 0) * len(seeds))))  # fmt: skip
+    for name, side in sides if base and zppo else ():
         (n_base, g_base), (n_zppo, g_zppo) = side(base), side(zppo)
         ok = n_base >= 10 and n_zppo >= 10 and g_base > 0  # a ratio only with >= 10 admissions on each side
         report[f"zppo_vs_grpo_replay_{name}_ratio"] = (g_zppo / n_zppo) / (g_base / n_base) if ok else None

@@ -62,7 +62,9 @@ def test_benchmark_smoke_fills_the_report(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["methods"]) == {"grpo", "grpo_replay", "hints_only", "zppo", "hint", "prefix",
-                                      "teacher_response", "grpo_replay_exclude", "zppo_exclude"}  # fmt: skip
+                                      "teacher_response", "grpo_replay_exclude", "zppo_exclude",
+                                      "grpo_replay_lr_matched", "exgrpo", "retrospective",
+                                      "zppo_exgrpo_retrospective"}  # fmt: skip
     for method, summary in report["methods"].items():
         assert FIELDS <= set(summary), method
         assert summary["admitted"] > 0  # the buffer records admissions under every method
@@ -81,3 +83,12 @@ def test_benchmark_smoke_fills_the_report(tmp_path):
     assert runs["teacher_response"]["injected_responses"] > 0 and runs["teacher_response"]["hint_prompts"] == 0
     assert runs["zppo"]["generated_completions"] > runs["grpo"]["generated_completions"]  # hint groups cost rollouts
     assert 0.0 <= runs["zppo"]["informative_token_share"] <= 1.0 and "plain" in runs["zppo"]["zero_variance_share"]
+    # step-size-matched GRPO†: the learning rate times ZPPO's plain-token share, measured in the same seed's run
+    share = runs["zppo"]["plain_token_share"]
+    assert 0 < share < 1 and runs["grpo_replay"]["plain_token_share"] == 1.0
+    assert runs["grpo_replay_lr_matched"]["learning_rate"] == pytest.approx(
+        runs["grpo_replay"]["learning_rate"] * share
+    )
+    for method in ("exgrpo", "retrospective", "zppo_exgrpo_retrospective"):  # their reports are filled in
+        assert {"experience_replayed", "experience_retired", "retrospective"} <= set(runs[method])
+        assert {"all_replays_success", "stored"} <= set(runs[method]["retrospective"])
