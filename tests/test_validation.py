@@ -17,7 +17,11 @@ def reward(completions, answer, **kwargs):
         (addition_dataset(8).rename_column("prompt", "question"), {}, r"no `prompt` column .* dataset.rename_column"),
         (addition_dataset(8).remove_columns("answer"), {}, r"needs dataset column\(s\) \['answer'\]"),
         (addition_dataset(8), {"teacher_column": "reference"}, "`teacher_column='reference'` is not a column"),
-        (addition_dataset(8, ids=False).add_column("prompt_id", [1, 2, 3, 3, 4, 5, 6, 7]), {}, r"duplicates, e.g. \[3\]"),
+        (
+            addition_dataset(8, ids=False).add_column("prompt_id", [1, 2, 3, 3, 4, 5, 6, 7]),
+            {},
+            r"duplicates, e.g. \[3\]",
+        ),
         (addition_dataset(8, ids=False).add_column("prompt_id", [0.5] * 8), {}, "must be int or str, got float"),
         (addition_dataset(8), {"correctness_reward": "accuracy"}, r"the reward functions are \[.reward.\]"),
         (addition_dataset(8), {"correctness_reward": "3"}, "names no reward function"),
