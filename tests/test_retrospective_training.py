@@ -5,7 +5,11 @@ to a multiple of 4 (about a quarter of a random model's rollouts: hard, and solv
 states come from); even ids are always right (easy: they never give a state).
 """
 
+import torch
+from scripted import grads, hand_loss
+
 from zppo_trl.baselines import mentions_answer
+from zppo_trl.batching import HINT_FLAG
 from zppo_trl.prompts import completion_text
 
 
@@ -94,3 +98,33 @@ def test_retrospective_state_survives_a_checkpoint(make_trainer, tmp_path):
     resumed.load_zppo_state(str(tmp_path / "out" / "checkpoint-4"))
     assert resumed.retrospective_buffer == trainer.retrospective_buffer and len(trainer.retrospective_buffer) > 0
     assert resumed._retrospective_rows == trainer._retrospective_rows
+
+
+def test_a_states_tokens_carry_no_loss(make_trainer):
+    """A state continuation row: the state ends the prompt (the student continues the open assistant turn), the
+    completion is the continuation alone, and the loss's gradient is the surrogate over the continuation tokens only
+    (checked against the surrogate written out by hand)."""
+    trainer, _ = retrospective_trainer(make_trainer, replay_ratio=0.0, per_device_train_batch_size=8)
+    row = trainer.train_dataset[3]
+    trainer.retrospective_buffer.harvest(3, "Let me add", accuracy=0.25, round_index=-1)  # a state found earlier
+    trainer._retrospective_rows[3] = row
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    state_rows = inputs[HINT_FLAG].nonzero().squeeze(1)
+    assert len(state_rows) == trainer.num_generations
+    tokenizer = trainer.processing_class
+    for i in state_rows:
+        prompt = tokenizer.decode(inputs["prompt_ids"][i][inputs["prompt_mask"][i].bool()])
+        assert prompt.endswith("<|im_start|>assistant\nLet me add")
+        completion = tokenizer.decode(inputs["completion_ids"][i][inputs["completion_mask"][i].bool()])
+        assert not completion.startswith("Let me add")
+    model = trainer.model
+    model.zero_grad()
+    trainer.compute_loss(model, inputs).backward()
+    trained = grads(model)
+    model.zero_grad()
+    everything = torch.arange(inputs["prompt_ids"].shape[0])
+    hand_loss(model, inputs, everything, inputs["num_items_in_batch"])[1].backward()
+    for name, grad in grads(model).items():
+        assert torch.allclose(trained[name], grad, rtol=1e-4, atol=1e-7), name
