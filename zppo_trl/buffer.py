@@ -164,6 +164,12 @@ class HardQuestionBuffer:
             graduated = self.graduated_by_bin.get(entry_bin, 0)
         return graduated / admitted if admitted else None
 
+    def by_entry_bin(self) -> list[tuple[int, int, int, float]]:
+        """`(entry bin, admitted, graduated, graduation rate)` per entry bin that admitted a question, in bin order
+        (what the end-of-run report and the model card tabulate)."""
+        return [(k, n, self.graduated_by_bin.get(k, 0), self.graduated_by_bin.get(k, 0) / n)
+                for k, n in sorted(self.admitted_by_bin.items()) if n]  # fmt: skip
+
     def exit_rate(self) -> float | None:
         """The paper's exit rate (Fig. 4): of the questions that left the buffer, the share that graduated,
         graduated / (graduated + evicted). None until something was evicted: before that every exit is a graduation

@@ -112,10 +112,8 @@ def summary_lines(trainer, report: BufferReportCallback | None) -> list[str]:
                  f"{buf.total_evicted}, still in buffer {len(buf)}")  # fmt: skip
     if report is not None:
         lines.append(f"[zppo] hint prompts: {report.totals['bcq']} BCQ, {report.totals['ncq']} NCQ")
-    for k in sorted(buf.admitted_by_bin):
-        rate = buf.graduation_rate(k)
-        lines.append(f"[zppo] entry bin {k}/{G}: admitted {buf.admitted_by_bin[k]}, graduated "
-                     f"{buf.graduated_by_bin.get(k, 0)} ({rate:.0%})")  # fmt: skip
+    for k, admitted, graduated, rate in buf.by_entry_bin():
+        lines.append(f"[zppo] entry bin {k}/{G}: admitted {admitted}, graduated {graduated} ({rate:.0%})")
     if report is not None:
         lines += _hint_accuracy_lines(history, report)
         lines += _question_life_lines(buf, report, G)

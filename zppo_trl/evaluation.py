@@ -16,6 +16,22 @@ from .rewards import boxed_accuracy_reward
 
 
 @torch.no_grad()
+def sample_completions(model, tokenizer, texts: list[str], num_samples: int, **generate_kwargs) -> torch.Tensor:
+    """`num_samples` sampled completions of each (already templated) text, as token ids `(len(texts) * num_samples,
+    new tokens)`, text by text: left-padded as decoder-only generation needs (the tokenizer's padding side is
+    restored), no special tokens added (a chat template already has them). Shared by evaluation and the model
+    teacher."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        with torch.no_grad():
+            out = model.generate(**batch, do_sample=True, num_return_sequences=num_samples,
+                                 pad_token_id=tokenizer.pad_token_id, **generate_kwargs)  # fmt: skip
+    finally:
+        tokenizer.padding_side = side
+    return out[:, batch["input_ids"].shape[1] :]
+
+
 def plain_accuracy(
     model,
     tokenizer,
@@ -43,7 +59,6 @@ def plain_accuracy(
     bar = tqdm(total=len(dataset), desc="eval", unit="question", disable=not progress)
     was_training = model.training
     model.eval()
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     per_question: dict = {}
     try:
         for start in range(0, len(dataset), batch_size):
@@ -53,12 +68,8 @@ def plain_accuracy(
                 texts = prompts
             else:
                 texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            out = model.generate(
-                **batch, do_sample=True, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens,
-                num_return_sequences=num_samples, pad_token_id=tokenizer.pad_token_id,
-            )  # fmt: skip
-            completion_ids = out[:, batch["input_ids"].shape[1] :]
+            completion_ids = sample_completions(model, tokenizer, texts, num_samples, temperature=temperature,
+                                                top_p=1.0, max_new_tokens=max_new_tokens)  # fmt: skip
             decoded = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
             chat = not isinstance(prompts[0], str)  # TRL hands chat prompts' completions over as messages
             completions = [[{"role": "assistant", "content": t}] for t in decoded] if chat else decoded
@@ -75,7 +86,6 @@ def plain_accuracy(
             bar.update(len(rows))
     finally:
         bar.close()
-        tokenizer.padding_side = padding_side
         model.train(was_training)
     accuracy = sum(per_question.values()) / len(per_question) if per_question else float("nan")
     return {"accuracy": accuracy, "per_question": per_question, "num_questions": len(per_question)}

@@ -84,10 +84,8 @@ def zppo_card_section(
         f"| entry bin (correct of {num_generations}) | admitted | graduated | graduation rate |",
         "|---|---|---|---|",
     ]
-    for k in sorted(buffer.admitted_by_bin):
-        rate_k = buffer.graduation_rate(k)
-        lines.append(f"| {k} | {buffer.admitted_by_bin[k]} | {buffer.graduated_by_bin.get(k, 0)} | "
-                     f"{'n/a' if rate_k is None else f'{rate_k:.1%}'} |")  # fmt: skip
+    for k, admitted, graduated, rate_k in buffer.by_entry_bin():
+        lines.append(f"| {k} | {admitted} | {graduated} | {rate_k:.1%} |")
     if figure:
         lines += ["", f"![Buffer dynamics: admissions and graduations by entry bin, buffer size]({figure})"]
     return "\n".join(lines) + "\n"

@@ -264,29 +264,22 @@ class ModelTeacher(SamplingTeacher):
         self.model = AutoModelForCausalLM.from_pretrained(name, dtype="auto").to(device).eval()
 
     def generate(self, conversations: list[list[dict]], num_samples: int) -> list[list[str]]:
-        import torch
+
+        from .evaluation import sample_completions
 
         self._load()
         tok, out = self.tokenizer, []
-        side, tok.padding_side = tok.padding_side, "left"
-        try:
-            for start in range(0, len(conversations), self.batch_size):
-                chunk = conversations[start : start + self.batch_size]
-                remaining = self._remaining()
-                if remaining is not None and remaining <= 0:  # out of time: the rest get no sample
-                    out += [[] for _ in chunk]
-                    continue
-                texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chunk]
-                batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
-                with torch.no_grad():
-                    ids = self.model.generate(
-                        **batch, do_sample=True, temperature=self.temperature, max_new_tokens=self.max_new_tokens,
-                        num_return_sequences=num_samples, pad_token_id=tok.pad_token_id, max_time=remaining,
-                    )  # fmt: skip
-                decoded = tok.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-                out += [decoded[i * num_samples : (i + 1) * num_samples] for i in range(len(chunk))]
-        finally:
-            tok.padding_side = side
+        for start in range(0, len(conversations), self.batch_size):
+            chunk = conversations[start : start + self.batch_size]
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0:  # out of time: the rest get no sample
+                out += [[] for _ in chunk]
+                continue
+            texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chunk]
+            ids = sample_completions(self.model, tok, texts, num_samples, temperature=self.temperature,
+                                     max_new_tokens=self.max_new_tokens, max_time=remaining)  # fmt: skip
+            decoded = tok.batch_decode(ids, skip_special_tokens=True)
+            out += [decoded[i * num_samples : (i + 1) * num_samples] for i in range(len(chunk))]
         return out
 
 
