@@ -50,13 +50,13 @@ class ExperienceReplayMixin:
         ]
         trajectories: dict[int, Trajectory] = {}
         if wanted:
-            L, p = output["completion_ids"].shape[0], self.accelerator.process_index
-            rows = [row - p * L for row in wanted if p * L <= row < (p + 1) * L]
+            held = self._held_rows(output, wanted)
+            rows = list(held.values())
             logps = output.get("old_per_token_logps")
             logps = self._student_logps(output, rows or [0]) if logps is None else logps[rows]
             lengths = output["completion_mask"][rows].sum(dim=1).tolist()
-            mine = [(p * L + row, output["completion_ids"][row, :n_tok].tolist(), lp[:n_tok].tolist())
-                    for row, n_tok, lp in zip(rows, map(int, lengths), logps) if n_tok > 0]  # fmt: skip
+            mine = [(row, output["completion_ids"][local, :n_tok].tolist(), lp[:n_tok].tolist())
+                    for (row, local), n_tok, lp in zip(held.items(), map(int, lengths), logps) if n_tok > 0]  # fmt: skip
             trajectories = {row: Trajectory(ids, lps, self._zppo_round) for row, ids, lps in gather_object(mine)}
         harvest = []
         for g, visit in enumerate(visits):
@@ -77,11 +77,11 @@ class ExperienceReplayMixin:
         Ours: TRL rolls out G per group, so the group is G fresh rollouts of which one is replaced (one rollout more
         than ExGRPO's G-1 fresh + 1 replayed)."""
         G = self.num_generations
-        L, p = output["completion_ids"].shape[0], self.accelerator.process_index
         targets = [((first + j) * G + G - 1, pid) for j, pid in enumerate(pids)]
-        candidates = [(row, i, t.completion_ids) for row, pid in targets if p * L <= row < (p + 1) * L
+        held = self._held_rows(output, [row for row, _ in targets])
+        candidates = [(row, i, t.completion_ids) for row, pid in targets if row in held
                       for i, t in enumerate(self.experience_buffer.trajectories(pid))]  # fmt: skip
-        entropies = self._mean_entropies(output, [(row - p * L, ids) for row, _, ids in candidates])
+        entropies = self._mean_entropies(output, [(held[row], ids) for row, _, ids in candidates])
         scored = gather_object([(row, i, h) for (row, i, _), h in zip(candidates, entropies)])
         chosen = {}
         for row, pid in targets:
@@ -90,7 +90,7 @@ class ExperienceReplayMixin:
             chosen[row] = stored[lowest_entropy(stored, [by_index[i] for i in range(len(stored))])]
         plan = [(row, chosen[row].completion_ids) for row, _ in targets]
         rewards_per_func, rows = self._replace_rows(output, plain_groups, plan, "experience", rewards_per_func)
-        mine = [(row, chosen[row + p * L]) for row in rows]
+        mine = [(held[row], chosen[row]) for row, _ in targets if row in held]
         old = output.get("old_per_token_logps")
         if old is not None and mine:
             # TRL kept old log-probs (several updates per round): the replayed row's "old" value is the surrogate at

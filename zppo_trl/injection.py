@@ -58,8 +58,8 @@ class InjectionMixin:
         functions (as row `zppo_kind=kind`), and this process's local indices of the replaced rows. Every process
         runs the same collectives."""
         G, tokenizer = self.num_generations, self._tokenizer
-        L, p = output["completion_ids"].shape[0], self.accelerator.process_index
-        local = [(row - p * L, c) for row, c in plan if p * L <= row < (p + 1) * L]
+        held = self._held_rows(output, [row for row, _ in plan])
+        local = [(held[row], c) for row, c in plan if row in held]
         rows = [row for row, _ in local]
         loss_tokens = lambda b: (b["completion_mask"] * (1 if b.get("tool_mask") is None else b["tool_mask"])).sum()
         before = loss_tokens(output)

@@ -39,6 +39,12 @@ class RoundRowsMixin:
             )
         return local
 
+    def _held_rows(self, output: dict, rows) -> dict[int, int]:
+        """Global row of the round's plain pass -> this process's row in `output`, for the `rows` this process holds
+        (each process holds a contiguous share, in rank order)."""
+        L, p = output["completion_ids"].shape[0], self.accelerator.process_index
+        return {row: row - p * L for row in rows if p * L <= row < (p + 1) * L}
+
     def _local_part(self, values: torch.Tensor, passes: list[torch.Tensor]) -> torch.Tensor:
         """This process's rows of per-rollout `values` laid out pass after pass (all processes' plain rows, then all
         hint rows), in the order of the joined output (its plain rows, then its hint rows)."""
