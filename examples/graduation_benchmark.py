@@ -52,10 +52,15 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # carry_task.py sits next to this script
+
+import carry_task  # noqa: E402
 
 LETTERS = "abcdefghij"
 RULES = {"A": 0, "B": 1}  # the tag names the digit map: A = identity (a->0), B = shifted (a->1)
@@ -156,7 +161,50 @@ def pretraining_example(rng: random.Random) -> tuple[str, str, str]:
     return append_to_prompt(question(key, marker, rule), build_bcq_hint(right, wrong, rng)), target, "bcq"
 
 
-def pretrain(tokenizer, steps: int, seed: int):
+@dataclass(frozen=True)
+class Task:
+    """What a benchmark task supplies; the runs, the report and the figures are the same code for every task."""
+
+    name: str
+    profiles: dict  # profile -> (pretraining steps, RL steps, new prompts per RL step, train size, held-out size)
+    make_datasets: Callable  # (seed, train size, held-out size) -> (train, held-out) with a `family` column
+    with_bcq_hint: Callable  # (held-out, seed) -> its hard rows as BCQ prompts
+    pretraining_example: Callable  # rng -> (prompt, target, kind)
+    reward: Callable
+    families: tuple
+    hard_families: tuple
+    max_completion_length: int
+    candidate_max_tokens: int
+    hint_prompt_max_tokens: int
+    replay_capacity: int  # small enough that the FIFO evicts within a run
+    ratio_scale: float  # METHODS' ratios are written for the tag task (0.5); x ratio_scale for this task
+    ncq: bool | None  # NCQ on for every method, or None: on only for the baselines' hint types (tag task)
+    plain_example: Callable | None = None  # rng -> a plain (prompt, target, kind): the warm-up's examples
+    plain_warmup_share: float = 0.0  # of the pretraining steps, run on plain examples only, first
+
+
+TASKS = {
+    # the tag task: ratios 0.5 (twice the paper's: 40 hard questions only), NCQ off (the student never saw it)
+    "tags": Task("tags", PROFILES, make_datasets, with_bcq_hint, pretraining_example, exact_answer_reward,
+                 ("easy", "hard"), ("hard",), 6, 16, 512, replay_capacity=16, ratio_scale=1.0, ncq=None),
+    # the procedure task: the paper's ratios (0.25 replay, 0.25 hints) and NCQ on
+    "carry": Task("carry", {"default": (2400, 60, 8, 32, 32), "quick": (2400, 30, 8, 32, 32), "smoke": (24, 2, 8, 4, 2)},
+                  carry_task.make_datasets, carry_task.with_bcq_hint, carry_task.pretraining_example, carry_task.reward,
+                  carry_task.FAMILIES, carry_task.HARD_FAMILIES, carry_task.MAX_COMPLETION_TOKENS,
+                  carry_task.CANDIDATE_MAX_TOKENS, carry_task.HINT_PROMPT_MAX_TOKENS, replay_capacity=32,
+                  ratio_scale=0.5, ncq=True, plain_example=carry_task.plain_example,
+                  plain_warmup_share=carry_task.PLAIN_WARMUP_SHARE),
+}  # fmt: skip
+
+
+def method_config(task: Task, method: str) -> dict:
+    """The method's ZPPOConfig overrides for this task (its ratios scaled, NCQ as the task says)."""
+    overrides = {k: v * task.ratio_scale if k.endswith("_ratio") else v for k, v in METHODS[method].items()}
+    ncq = task.ncq if task.ncq is not None else METHODS[method].get("hint_type") is not None
+    return overrides | {"use_ncq": ncq}
+
+
+def pretrain(task: Task, tokenizer, steps: int, seed: int):
     """Supervised pretraining of the student, fixed seed and step count (never a time budget)."""
     import torch
 
@@ -168,12 +216,12 @@ def pretrain(tokenizer, steps: int, seed: int):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     eos = tokenizer.eos_token
     model.train()
-    for _ in range(steps):
-        examples, total = [pretraining_example(rng) for _ in range(32)], 0.0
-        for kind in ("plain", "bcq"):  # two padded batches: short plain rows are not padded to BCQ length
+    warmup = round(steps * task.plain_warmup_share)
+    for step in range(steps):
+        example = task.plain_example if step < warmup else task.pretraining_example
+        examples, total = [example(rng) for _ in range(32)], 0.0
+        for kind in sorted({k for _, _, k in examples}):  # a padded batch per kind: short plain rows stay short
             pairs = [(p, t) for p, t, k in examples if k == kind]
-            if not pairs:
-                continue
             ids, labels = [], []
             for prompt, target in pairs:
                 p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -192,54 +240,62 @@ def pretrain(tokenizer, steps: int, seed: int):
     return model, total
 
 
-def run_method(method: str, seed: int, profile: str, out_dir: str, lr_scale: float = 1.0) -> dict:
+def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, lr_scale: float = 1.0) -> dict:
     import torch
     from transformers import LlamaForCausalLM
 
     from zppo_trl import ZPPOConfig, ZPPOTrainer
     from zppo_trl.batching import HINT_FLAG
     from zppo_trl.evaluation import plain_accuracy
+    from zppo_trl.replay import question_id
     from zppo_trl.tiny import build_char_tokenizer
 
     torch.set_num_threads(1)
-    _, rl_steps, new_prompts, train_keys, heldout_keys = PROFILES[profile]
+    _, rl_steps, new_prompts, train_size, heldout_size = task.profiles[profile]
     tokenizer = build_char_tokenizer()
     student_dir = os.path.join(out_dir, f"student-seed{seed}")  # the same checkpoint for every method of a seed
     model = LlamaForCausalLM.from_pretrained(student_dir)
     with open(os.path.join(student_dir, "pretrain.json")) as f:
         pretrain_loss = json.load(f)["loss"]
-    train, heldout = make_datasets(seed, train_keys, heldout_keys)
-    heldout_hard = heldout.filter(lambda r: r["family"] == "hard")
-    heldout_hard_bcq = with_bcq_hint(heldout, seed)
+    train, heldout = task.make_datasets(seed, train_size, heldout_size)
+    heldout_by_family = {fam: heldout.filter(lambda r, fam=fam: r["family"] == fam) for fam in task.families}
+    heldout_hard = heldout.filter(lambda r: r["family"] in task.hard_families)
+    heldout_hard_bcq = task.with_bcq_hint(heldout, seed)
 
     def accuracy(data):
-        return plain_accuracy(model, tokenizer, data, num_samples=8, max_new_tokens=6, reward=exact_answer_reward,
-                              batch_size=32, seed=seed)["accuracy"]  # fmt: skip
+        return plain_accuracy(model, tokenizer, data, num_samples=8, max_new_tokens=task.max_completion_length,
+                              reward=task.reward, batch_size=32, seed=seed)["accuracy"]  # fmt: skip
+
+    def family_accuracy():  # per family; "all" and "hard" are question-weighted means of the families
+        acc = {fam: accuracy(data) for fam, data in heldout_by_family.items()}
+        sizes = {fam: len(data) for fam, data in heldout_by_family.items()}
+        for name, fams in (("all", task.families), ("hard", task.hard_families)):
+            acc[name] = sum(acc[f] * sizes[f] for f in fams) / sum(sizes[f] for f in fams)
+        return acc
 
     @torch.no_grad()
-    def gold_logprob(data):  # mean log-probability of the gold answer: moves before any sample is right
+    def gold_logprob(data):  # mean log-probability of the right completion: moves before any sample is right
         model.eval()
         total = 0.0
         for row in data:
             p = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
-            t = tokenizer(row["answer"], add_special_tokens=False)["input_ids"]
+            t = tokenizer(row["solution"], add_special_tokens=False)["input_ids"]
             logits = model(input_ids=torch.tensor([p + t])).logits[0, len(p) - 1 : -1]
             total += logits.log_softmax(-1).gather(1, torch.tensor(t)[:, None]).sum().item()
         model.train()
         return total / len(data)
 
-    bcq_before, logp_before = accuracy(heldout_hard_bcq), gold_logprob(heldout_hard)
-    before, before_hard = accuracy(heldout), accuracy(heldout_hard)
+    bcq_before, logp_before, before = accuracy(heldout_hard_bcq), gold_logprob(heldout_hard), family_accuracy()
     args = ZPPOConfig(
         output_dir=os.path.join(out_dir, f"{method}-seed{seed}"), per_device_train_batch_size=new_prompts * 8,
-        num_generations=8, max_completion_length=6, max_steps=rl_steps, learning_rate=LR * lr_scale, logging_steps=1,
-        report_to="none", use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no", seed=seed,
-        disable_tqdm=True, teacher_column="solution", use_ncq=METHODS[method].get("hint_type") is not None,
-        candidate_max_tokens=16, hint_prompt_max_tokens=512, temperature=1.0, min_p=MIN_P, beta=0.0,
-        **METHODS[method],
+        num_generations=8, max_completion_length=task.max_completion_length, max_steps=rl_steps,
+        learning_rate=LR * lr_scale, logging_steps=1, report_to="none", use_cpu=True, bf16=False,
+        activation_checkpointing=False, save_strategy="no", seed=seed, disable_tqdm=True, teacher_column="solution",
+        candidate_max_tokens=task.candidate_max_tokens, hint_prompt_max_tokens=task.hint_prompt_max_tokens,
+        replay_capacity=task.replay_capacity, temperature=1.0, min_p=MIN_P, beta=0.0, **method_config(task, method),
     )  # fmt: skip
     completions = []
-    trainer = ZPPOTrainer(model=model, reward_funcs=exact_answer_reward, args=args, train_dataset=train,
+    trainer = ZPPOTrainer(model=model, reward_funcs=task.reward, args=args, train_dataset=train,
                           processing_class=tokenizer)  # fmt: skip
     original = trainer._generate
 
@@ -248,7 +304,8 @@ def run_method(method: str, seed: int, profile: str, out_dir: str, lr_scale: flo
         return original(prompts)
 
     trainer._generate = counting
-    tokens = {"plain": 0, "all": 0}  # loss tokens of plain (new + replayed + experience) rows, and of all rows
+    # loss tokens of plain (new + replayed + experience) rows and of all rows; generated and processed tokens
+    tokens = {"plain": 0, "all": 0, "processed": 0}
     generate_round = trainer._generate_and_score_completions
 
     def counting_tokens(inputs):
@@ -258,33 +315,62 @@ def run_method(method: str, seed: int, profile: str, out_dir: str, lr_scale: flo
             hint = output.get(HINT_FLAG, torch.zeros(mask.shape[0], dtype=torch.bool))
             tokens["plain"] += int(mask[~hint].sum())
             tokens["all"] += int(mask.sum())
+            tokens["processed"] += int(mask.sum() + output["prompt_mask"].sum())
         return output
 
     trainer._generate_and_score_completions = counting_tokens
+    buf = trainer.replay_buffer
+    family_of = {question_id(row): row["family"] for row in train}
+    admitted_family = {}
+    visit = buf.visit
+
+    def recording_visit(prompt_id, *args, **kwargs):  # which family each admission came from
+        result = visit(prompt_id, *args, **kwargs)
+        if result == "admitted":
+            fam = family_of[prompt_id]
+            admitted_family[fam] = admitted_family.get(fam, 0) + 1
+        return result
+
+    buf.visit = recording_visit
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start
-    after, after_hard, bcq_after = accuracy(heldout), accuracy(heldout_hard), accuracy(heldout_hard_bcq)
-    logp_after = gold_logprob(heldout_hard)
-    buf = trainer.replay_buffer
+    after, bcq_after, logp_after = family_accuracy(), accuracy(heldout_hard_bcq), gold_logprob(heldout_hard)
     history = [h for h in trainer.state.log_history if "zppo/buffer_size" in h]
 
     def mean_of(key):
         values = [h[key] for h in history if h.get(key) is not None]
         return sum(values) / len(values) if values else None
 
+    def by_family(ids):
+        out = {fam: 0 for fam in task.families}
+        for pid in ids:
+            out[family_of[pid]] += 1
+        return out
+
+    graduated_family, still_family = by_family(g.prompt_id for g in buf.graduations), by_family(buf.ids())
+    bins = sorted(buf.admitted_by_bin)
     curves = {k: [h.get(f"zppo/total_graduated_bin_{k}", 0.0) for h in history] for k in buf.admitted_by_bin}
     return {
-        "method": method, "seed": seed, "pretrain_loss": pretrain_loss,
+        "task": task.name, "method": method, "seed": seed, "pretrain_loss": pretrain_loss,
         "graduation_rate": buf.graduation_rate(), "admitted": buf.total_admitted, "graduated": buf.total_graduated,
+        "evicted": buf.total_evicted, "still_in_buffer": len(buf), "replay_capacity": task.replay_capacity,
         "admissions_by_bin": {str(k): v for k, v in sorted(buf.admitted_by_bin.items())},
-        "graduations_by_bin": {str(k): buf.graduated_by_bin.get(k, 0) for k in sorted(buf.admitted_by_bin)},
-        "heldout_accuracy_before": before, "heldout_accuracy_after": after,
-        "heldout_hard_accuracy_before": before_hard, "heldout_hard_accuracy_after": after_hard,
+        "graduations_by_bin": {str(k): buf.graduated_by_bin.get(k, 0) for k in bins},
+        "evictions_by_bin": {str(k): buf.evicted_by_bin.get(k, 0) for k in bins},
+        "admissions_by_family": {fam: admitted_family.get(fam, 0) for fam in task.families},
+        "graduations_by_family": graduated_family, "still_by_family": still_family,
+        "evictions_by_family": {fam: admitted_family.get(fam, 0) - graduated_family[fam] - still_family[fam]
+                                for fam in task.families},
+        "heldout_family_accuracy_before": before, "heldout_family_accuracy_after": after,
+        "heldout_accuracy_before": before["all"], "heldout_accuracy_after": after["all"],
+        "heldout_hard_accuracy_before": before["hard"], "heldout_hard_accuracy_after": after["hard"],
         "heldout_hard_bcq_accuracy_before": bcq_before, "heldout_hard_bcq_accuracy_after": bcq_after,
         "heldout_hard_gold_logprob_before": logp_before, "heldout_hard_gold_logprob_after": logp_after,
         "bcq_accuracy": mean_of("zppo/bcq_accuracy"), "ncq_accuracy": mean_of("zppo/ncq_accuracy"),
         "seconds_per_completion": elapsed / max(1, sum(completions)), "seconds_per_step": elapsed / rl_steps,
+        "seconds_per_processed_token": elapsed / max(1, tokens["processed"]),
+        "generated_tokens": tokens["all"], "processed_tokens": tokens["processed"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "steps": rl_steps,
         "graduation_curves": curves, "generated_completions": sum(completions),
         "hint_prompts": sum(h.get(f"zppo/{k}_prompts", 0) for h in history for k in ("bcq", "ncq", "hint", "prefix")),
@@ -306,7 +392,11 @@ def run_method(method: str, seed: int, profile: str, out_dir: str, lr_scale: flo
 AVERAGED = ("graduation_rate", "heldout_accuracy_before", "heldout_accuracy_after", "heldout_hard_accuracy_before",
             "heldout_hard_accuracy_after", "heldout_hard_bcq_accuracy_before", "heldout_hard_bcq_accuracy_after",
             "heldout_hard_gold_logprob_before", "heldout_hard_gold_logprob_after", "bcq_accuracy", "ncq_accuracy",
-            "seconds_per_completion", "seconds_per_step", "peak_rss_mb")  # fmt: skip
+            "seconds_per_completion", "seconds_per_step", "seconds_per_processed_token", "peak_rss_mb")  # fmt: skip
+SUMMED = ("admitted", "graduated", "evicted", "still_in_buffer", "generated_completions", "generated_tokens",
+          "processed_tokens")  # fmt: skip
+# two-sided 95% Student t quantiles by degrees of freedom (the interval over seeds; scipy is not a dependency)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
 def _mean(values):
@@ -314,25 +404,78 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
+def t_interval(values: list[float]) -> list[float] | None:
+    """95% interval of the mean over seeds (Student t); None with fewer than 2 values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = T975.get(n - 1, 1.96) * sd / n**0.5
+    return [mean - half, mean + half]
+
+
+def exit_rate(graduated: int, evicted: int) -> float | None:
+    """graduated / (graduated + evicted), defined once something was evicted (before that every exit graduates)."""
+    return graduated / (graduated + evicted) if evicted else None
+
+
 def summarise(per_seed: list[dict]) -> dict:
-    out = {}
-    for key in AVERAGED:
-        values = [r[key] for r in per_seed if r[key] is not None]
-        out[key] = sum(values) / len(values) if values else None
-    for key in ("admissions_by_bin", "graduations_by_bin"):
-        bins = sorted({b for r in per_seed for b in r[key]}, key=int)
-        out[key] = {b: sum(r[key].get(b, 0) for r in per_seed) / len(per_seed) for b in bins}
-    out["admitted"] = sum(r["admitted"] for r in per_seed)
-    out["graduated"] = sum(r["graduated"] for r in per_seed)
+    out = {key: _mean([r[key] for r in per_seed]) for key in AVERAGED}
+    out |= {key: sum(r[key] for r in per_seed) for key in SUMMED}
+    for key in ("admissions_by_bin", "graduations_by_bin", "evictions_by_bin", "admissions_by_family",
+                "graduations_by_family", "evictions_by_family", "still_by_family"):  # fmt: skip
+        keys = sorted({b for r in per_seed for b in r[key]}, key=lambda b: (not b.isdigit(), int(b) if b.isdigit()
+                                                                            else b))  # fmt: skip
+        out[key] = {b: sum(r[key].get(b, 0) for r in per_seed) for b in keys}  # sums over seeds
+    out["exit_rate"] = exit_rate(out["graduated"], out["evicted"])
+    out["exit_rate_by_bin"] = {b: exit_rate(out["graduations_by_bin"].get(b, 0), n)
+                               for b, n in out["evictions_by_bin"].items()}  # fmt: skip
+    families = per_seed[0]["heldout_family_accuracy_before"]
+    out["heldout_family"] = {
+        fam: {
+            "before": _mean([r["heldout_family_accuracy_before"][fam] for r in per_seed]),
+            "after": _mean([r["heldout_family_accuracy_after"][fam] for r in per_seed]),
+            "change_ci95": t_interval([r["heldout_family_accuracy_after"][fam] - r["heldout_family_accuracy_before"][fam]
+                                       for r in per_seed]),
+            "after_ci95": t_interval([r["heldout_family_accuracy_after"][fam] for r in per_seed]),
+        }
+        for fam in families
+    }  # fmt: skip
     out["steps"] = per_seed[0]["steps"]
-    out["generated_completions"] = sum(r["generated_completions"] for r in per_seed)
     out["informative_token_share"] = _mean([r["informative_token_share"] for r in per_seed])
     out["per_seed"] = per_seed
     return out
 
 
+def zppo_vs_grpo_replay(base: dict, zppo: dict) -> dict:
+    """The comparison fixed before the run (docs/measurements.md): ZPPO beats GRPO† when its graduation rate is at
+    least twice GRPO†'s (and above 0) and its hard held-out gain exceeds GRPO†'s by >= 3 points with the 95% interval
+    of the paired (same seed) difference above 0."""
+    gains = [
+        (z["heldout_hard_accuracy_after"] - z["heldout_hard_accuracy_before"])
+        - (b["heldout_hard_accuracy_after"] - b["heldout_hard_accuracy_before"])
+        for z, b in zip(zppo["per_seed"], base["per_seed"], strict=True)
+    ]
+    rate_zppo = zppo["graduated"] / zppo["admitted"] if zppo["admitted"] else 0.0
+    rate_base = base["graduated"] / base["admitted"] if base["admitted"] else 0.0
+    out = {"graduation_rate": [rate_zppo, rate_base], "hard_heldout_gain_difference": sum(gains) / len(gains),
+           "hard_heldout_gain_difference_ci95": t_interval(gains)}  # fmt: skip
+    # a ratio only with >= 10 admissions on each side and a GRPO† graduation (else null, as before)
+    for name, side in (("graduation", lambda s: (s["admitted"], s["graduated"])),
+                       ("bin0_graduation", lambda s: (s["admissions_by_bin"].get("0", 0),
+                                                      s["graduations_by_bin"].get("0", 0)))):  # fmt: skip
+        (n_base, g_base), (n_zppo, g_zppo) = side(base), side(zppo)
+        ok = n_base >= 10 and n_zppo >= 10 and g_base > 0
+        out[f"{name}_ratio"] = (g_zppo / n_zppo) / (g_base / n_base) if ok else None
+    ci = out["hard_heldout_gain_difference_ci95"]
+    out["criterion_met"] = bool(rate_zppo > 0 and rate_zppo >= 2 * rate_base and out["hard_heldout_gain_difference"]
+                                >= 0.03 and ci is not None and ci[0] > 0)  # fmt: skip
+    return out
+
+
 def markdown_table(report: dict) -> str:
-    """The README's table: one row per method, sums over seeds for counts, means for the rest."""
+    """The README's tables for one task: one row per method, sums over seeds for counts, means for the rest."""
 
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
@@ -340,20 +483,33 @@ def markdown_table(report: dict) -> str:
     def times(x):
         return "" if x is None else f" ({x:.2f}x)"
 
-    rows = ["| method | graduated / admitted | entry bin 0: graduated / admitted | hard plain held-out before -> after "
-            "| hard gold log-prob before -> after | hard BCQ held-out before -> after | BCQ rollouts correct "
-            "| s per completion (x GRPO) | peak RSS MB (x GRPO) |", "|---" * 9 + "|"]  # fmt: skip
+    def change(h):
+        ci = h["change_ci95"]
+        interval = "" if ci is None else f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+        return f"{pct(h['before'])} -> {pct(h['after'])}{interval}"
+
+    hard = report["hard_families"]
+    families = [f for f in next(iter(report["methods"].values()))["heldout_family"] if f not in ("all", "hard")]
+    rows = ["| method | graduated / admitted | entry bin 0: graduated / admitted | exit rate | still in buffer "
+            "| graduates by family | " + " | ".join(f"{f} held-out before -> after [95% CI of change]"
+                                                     for f in ["hard", *families]) +
+            " | hard gold log-prob before -> after | hard BCQ held-out before -> after | BCQ / NCQ rollouts correct "
+            "| s per completion (x GRPO) | us per processed token (x GRPO) | generated tokens | peak RSS MB |",
+            "|---" * (13 + len(families)) + "|"]  # fmt: skip
     for method, s in report["methods"].items():
-        runs, cost = s["per_seed"], s["cost_vs_grpo"]
-        bin0 = (sum(r["graduations_by_bin"].get("0", 0) for r in runs), sum(r["admissions_by_bin"].get("0", 0)
-                                                                               for r in runs))  # fmt: skip
+        cost = s["cost_vs_grpo"]
+        graduates = ", ".join(f"{f} {n}" for f, n in s["graduations_by_family"].items() if f in hard) or "-"
         rows.append(
-            f"| {method} | {s['graduated']} / {s['admitted']} | {bin0[0]} / {bin0[1]} "
-            f"| {pct(s['heldout_hard_accuracy_before'])} -> {pct(s['heldout_hard_accuracy_after'])} "
-            f"| {s['heldout_hard_gold_logprob_before']:.2f} -> {s['heldout_hard_gold_logprob_after']:.2f} "
+            f"| {method} | {s['graduated']} / {s['admitted']} "
+            f"| {s['graduations_by_bin'].get('0', 0)} / {s['admissions_by_bin'].get('0', 0)} | {pct(s['exit_rate'])} "
+            f"| {s['still_in_buffer']} | {graduates} | "
+            + " | ".join(change(s["heldout_family"][f]) for f in ["hard", *families])
+            + f" | {s['heldout_hard_gold_logprob_before']:.2f} -> {s['heldout_hard_gold_logprob_after']:.2f} "
             f"| {pct(s['heldout_hard_bcq_accuracy_before'])} -> {pct(s['heldout_hard_bcq_accuracy_after'])} "
-            f"| {pct(s['bcq_accuracy'])} | {s['seconds_per_completion']:.4f}{times(cost['seconds_per_completion'])} "
-            f"| {s['peak_rss_mb']:.0f}{times(cost['peak_rss_mb'])} |"
+            f"| {pct(s['bcq_accuracy'])} / {pct(s['ncq_accuracy'])} "
+            f"| {s['seconds_per_completion']:.4f}{times(cost['seconds_per_completion'])} "
+            f"| {1e6 * s['seconds_per_processed_token']:.1f}{times(cost['seconds_per_processed_token'])} "
+            f"| {s['generated_tokens']} | {s['peak_rss_mb']:.0f} |"
         )
     rows += ["", "| method | learning rate | plain-token share | ExGRPO replayed / stored / retired | importance "
              "weight (mean) | RRL states stored | RRL continuations right vs plain accuracy of the same questions |",
@@ -376,6 +532,14 @@ def markdown_table(report: dict) -> str:
             f"| {sum(x['stored'] for x in retro)} "
             f"| {pct(_mean([a for a, _ in tries]))} vs {pct(_mean([b for _, b in tries]))} ({len(tries)} seed(s)) |"
         )
+    verdict = report.get("zppo_vs_grpo_replay")
+    if verdict:
+        ci = verdict["hard_heldout_gain_difference_ci95"]
+        rows += ["", f"ZPPO vs GRPO†: graduation rate {pct(verdict['graduation_rate'][0])} vs "
+                 f"{pct(verdict['graduation_rate'][1])}; hard held-out gain difference "
+                 f"{100 * verdict['hard_heldout_gain_difference']:+.1f} points"
+                 + ("" if ci is None else f" [95% CI {100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+                 + f"; pre-registered criterion met: {'yes' if verdict['criterion_met'] else 'no'}"]  # fmt: skip
     return "\n".join(rows) + "\n"
 
 
@@ -387,42 +551,55 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(report["methods"]), figsize=(2.8 * len(report["methods"]), 2.9), dpi=80,
-                             sharey=True)  # fmt: skip
+                             sharey=True, squeeze=False)  # fmt: skip
     colors = plt.get_cmap("viridis")
-    for ax, (method, summary) in zip(axes, report["methods"].items()):
+    for ax, (method, summary) in zip(axes[0], report["methods"].items()):
         runs = summary["per_seed"]
         for k in sorted({k for r in runs for k in r["graduation_curves"]}, key=int):
             curves = [r["graduation_curves"].get(k) or [0.0] * r["steps"] for r in runs]
             mean = [sum(values) / len(values) for values in zip(*curves)]
             ax.plot(range(1, len(mean) + 1), mean, color=colors(int(k) / 8), label=f"entry bin {k}/8")
-        ax.set_title(f"{method}\n{summary['graduated']}/{summary['admitted']} graduated", fontsize=9)
+        ax.set_title(f"{report['task']}: {method}\n{summary['graduated']}/{summary['admitted']} graduated", fontsize=9)
         ax.set_xlabel("step")
         ax.legend(fontsize=7, loc="center right")
-    axes[0].set_ylabel(f"cum. graduations\n(mean of {len(report['seeds'])} seed(s))")
+    axes[0][0].set_ylabel(f"cum. graduations\n(mean of {len(report['seeds'])} seed(s))")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def pretrain_once(me: list[str], seed: int, profile: str, out: str) -> None:
-    if not os.path.exists(os.path.join(out, f"student-seed{seed}", "pretrain.json")):
-        subprocess.run([*me, "--pretrain", str(seed), profile], check=True)
+def task_report(task: Task, methods: list[str], seeds: list[int], runs: dict) -> dict:
+    report = {"task": task.name, "seeds": seeds, "hard_families": list(task.hard_families),
+              "replay_capacity": task.replay_capacity, "methods": {}}  # fmt: skip
+    for method in methods:
+        report["methods"][method] = summarise([runs[task.name, method, s].result() for s in seeds])
+    grpo = report["methods"].get("grpo")
+    for summary in report["methods"].values():  # cost as ratios to GRPO measured in the same run
+        summary["cost_vs_grpo"] = {k: summary[k] / grpo[k] if grpo else None for k in ("seconds_per_completion",
+                                   "seconds_per_step", "seconds_per_processed_token", "peak_rss_mb")}  # fmt: skip
+    base, zppo = report["methods"].get("grpo_replay"), report["methods"].get("zppo")
+    if base and zppo:
+        report["zppo_vs_grpo_replay"] = zppo_vs_grpo_replay(base, zppo)
+        # kept under their old names for readers of earlier reports
+        for name in ("graduation", "bin0_graduation"):
+            report[f"zppo_vs_grpo_replay_{name}_ratio"] = report["zppo_vs_grpo_replay"][f"{name}_ratio"]
+    return report
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, fewer steps (~15 minutes)")
+    parser.add_argument("--quick", action="store_true", help="1 seed, fewer steps")
     parser.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
     parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; --quick and --smoke: 0)")
+    parser.add_argument("--tasks", default="tags,carry", help=f"comma-separated, from {list(TASKS)}")
     parser.add_argument("--no-core", action="store_true", help=f"run only --methods, not also {list(CORE_METHODS)}")
     parser.add_argument("--out", required=True)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each")
     parser.add_argument("--methods", default="", help=f"extra methods after {list(CORE_METHODS)}, comma-separated, "
                         f"from {[m for m in METHODS if m not in CORE_METHODS]}, or 'all'")  # fmt: skip
-    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)  # internal: method seed profile [lr_scale]
-    parser.add_argument("--pretrain", nargs=2, help=argparse.SUPPRESS)  # internal: seed profile
+    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)  # internal: task method seed profile [lr_scale]
+    parser.add_argument("--pretrain", nargs=3, help=argparse.SUPPRESS)  # internal: task seed profile
     args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
     if args.pretrain:
         import torch
 
@@ -430,20 +607,24 @@ def main():
 
         # one thread, as the runs; BENCH_PRETRAIN_THREADS lets a many-core machine pretrain the seeds faster
         torch.set_num_threads(int(os.environ.get("BENCH_PRETRAIN_THREADS", "1")))
-        seed, profile = int(args.pretrain[0]), args.pretrain[1]
-        model, loss = pretrain(build_char_tokenizer(), PROFILES[profile][0], seed)
-        folder = os.path.join(args.out, f"student-seed{seed}")
+        task, seed, profile = TASKS[args.pretrain[0]], int(args.pretrain[1]), args.pretrain[2]
+        model, loss = pretrain(task, build_char_tokenizer(), task.profiles[profile][0], seed)
+        folder = os.path.join(args.out, task.name, f"student-seed{seed}")
         model.save_pretrained(folder)
         with open(os.path.join(folder, "pretrain.json"), "w") as f:
-            json.dump({"loss": loss, "steps": PROFILES[profile][0], "seed": seed}, f)
+            json.dump({"loss": loss, "steps": task.profiles[profile][0], "seed": seed}, f)
         return
     if args.one:
-        method, seed, profile, *scale = args.one
-        print(json.dumps(run_method(method, int(seed), profile, args.out, float(scale[0]) if scale else 1.0)))
+        name, method, seed, profile, *scale = args.one
+        out = os.path.join(args.out, name)
+        print(json.dumps(run_method(TASKS[name], method, int(seed), profile, out, float(scale[0]) if scale else 1.0)))
         return
     profile = "smoke" if args.smoke else "quick" if args.quick else "default"
     default_seeds = "0" if (args.quick or args.smoke) else "0,1,2"
     seeds = [int(s) for s in (args.seeds or default_seeds).split(",")]
+    tasks = [t for t in args.tasks.split(",") if t]
+    if not tasks or any(t not in TASKS for t in tasks):
+        parser.error(f"--tasks: got {args.tasks!r}; choose from {list(TASKS)}")
     extra = (
         [m for m in METHODS if m not in CORE_METHODS]
         if args.methods == "all"
@@ -455,26 +636,31 @@ def main():
     methods = extra if args.no_core else [*CORE_METHODS, *[m for m in extra if m not in CORE_METHODS]]
     if "grpo_replay_lr_matched" in methods and "zppo" not in methods:
         parser.error("--methods: grpo_replay_lr_matched needs zppo (its learning rate uses ZPPO's plain-token share)")
-    report = {"profile": profile, "seeds": seeds, "methods": {}}
     me = [sys.executable, __file__, "--out", args.out]
+    runs = {}
     with ThreadPoolExecutor(args.jobs) as pool:  # each run is its own 1-thread process: peak RSS is per run
         # a student or a run already in --out (an interrupted benchmark, or students made elsewhere) is reused
-        students = {s: pool.submit(pretrain_once, me, s, profile, args.out) for s in seeds}
+        students = {}
+        for name in tasks:
+            for s in seeds:
+                if not os.path.exists(os.path.join(args.out, name, f"student-seed{s}", "pretrain.json")):
+                    students[name, s] = pool.submit(subprocess.run, [*me, "--pretrain", name, str(s), profile],
+                                                    check=True)  # fmt: skip
 
-        runs = {}
-
-        def run(method, seed):  # queued after every pretraining, so waiting here never holds a slot for long
-            students[seed].result()
+        def run(name, method, seed):  # queued after every pretraining, so waiting here never holds a slot for long
+            if (name, seed) in students:
+                students[name, seed].result()
             scale = []
             if method == "grpo_replay_lr_matched":  # needs the same seed's ZPPO run (queued before it)
-                scale = [str(runs["zppo", seed].result()["plain_token_share"])]
-            saved = os.path.join(args.out, f"run-{method}-seed{seed}.json")
+                scale = [str(runs[name, "zppo", seed].result()["plain_token_share"])]
+            saved = os.path.join(args.out, name, f"run-{method}-seed{seed}.json")
             if os.path.exists(saved):
                 with open(saved) as f:
                     return json.load(f)
-            done = subprocess.run([*me, "--one", method, str(seed), profile, *scale], capture_output=True, text=True)
+            done = subprocess.run([*me, "--one", name, method, str(seed), profile, *scale], capture_output=True,
+                                  text=True)  # fmt: skip
             if done.returncode:
-                raise RuntimeError(f"{method} seed {seed} failed:\n{done.stderr[-3000:]}")
+                raise RuntimeError(f"{name} {method} seed {seed} failed:\n{done.stderr[-3000:]}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
             with open(saved, "w") as f:  # each run as soon as it ends: a benchmark cut short keeps what finished
                 json.dump(result, f)
@@ -483,35 +669,25 @@ def main():
         # method by method in the order given (all seeds of one before the next), the matched run last: a benchmark
         # cut short has every seed of the methods listed first
         for m in sorted(methods, key=lambda m: m == "grpo_replay_lr_matched"):
-            for s in seeds:
-                runs[m, s] = pool.submit(run, m, s)
-    for method in methods:
-        per_seed = [runs[method, s].result() for s in seeds]
-        report["methods"][method] = summarise(per_seed)
-        s = report["methods"][method]
-        print(f"{method:<12} graduated {s['graduated']}/{s['admitted']} hard held-out "
-              f"{s['heldout_hard_accuracy_before']:.3f} -> {s['heldout_hard_accuracy_after']:.3f} "
-              f"hard BCQ {s['heldout_hard_bcq_accuracy_before']:.3f} -> {s['heldout_hard_bcq_accuracy_after']:.3f} "
-              f"s/completion {s['seconds_per_completion']:.4f}", flush=True)  # fmt: skip
-    grpo = report["methods"].get("grpo")
-    for summary in report["methods"].values():  # cost as ratios to GRPO measured in the same run
-        summary["cost_vs_grpo"] = {k: summary[k] / grpo[k] if grpo else None for k in ("seconds_per_completion",
-                                   "seconds_per_step", "peak_rss_mb")}  # fmt: skip
-    base, zppo = report["methods"].get("grpo_replay"), report["methods"].get("zppo")
-    sides = (("graduation", lambda s: (s["admitted"], s["graduated"])),
-             ("bin0_graduation", lambda s: (s["admissions_by_bin"].get("0", 0) * len(seeds),
-                                            s["graduations_by_bin"].get("0", 0) * len(seeds))))  # fmt: skip
-    for name, side in sides if base and zppo else ():
-        (n_base, g_base), (n_zppo, g_zppo) = side(base), side(zppo)
-        ok = n_base >= 10 and n_zppo >= 10 and g_base > 0  # a ratio only with >= 10 admissions on each side
-        report[f"zppo_vs_grpo_replay_{name}_ratio"] = (g_zppo / n_zppo) / (g_base / n_base) if ok else None
+            for name in tasks:
+                for s in seeds:
+                    runs[name, m, s] = pool.submit(run, name, m, s)
+    report = {"profile": profile, "seeds": seeds, "tasks": {}}
+    for name in tasks:
+        report["tasks"][name] = task_report(TASKS[name], methods, seeds, runs)
+        plot(report["tasks"][name], os.path.join(args.out, f"graduation-{name}.png"))
+        for method, s in report["tasks"][name]["methods"].items():
+            print(f"{name:<6}{method:<12} graduated {s['graduated']}/{s['admitted']} hard held-out "
+                  f"{s['heldout_hard_accuracy_before']:.3f} -> {s['heldout_hard_accuracy_after']:.3f} "
+                  f"hard BCQ {s['heldout_hard_bcq_accuracy_before']:.3f} -> {s['heldout_hard_bcq_accuracy_after']:.3f} "
+                  f"s/completion {s['seconds_per_completion']:.4f}", flush=True)  # fmt: skip
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
-    plot(report, os.path.join(args.out, "graduation.png"))
+    tables = "".join(f"## {name}\n\n{markdown_table(r)}\n" for name, r in report["tasks"].items())
     with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(markdown_table(report))
-    print(markdown_table(report))
-    print(f"wrote {args.out}/report.json, {args.out}/graduation.png and {args.out}/table.md")
+        f.write(tables)
+    print(tables)
+    print(f"wrote {args.out}/report.json, {args.out}/table.md and {args.out}/graduation-<task>.png per task")
 
 
 if __name__ == "__main__":
