@@ -1,20 +1,16 @@
 """examples/benchmark_overhead.py: one short run per method that checks what the benchmark counts, not its timings."""
 
-import importlib.util
 import os
 
 import pytest
+from example_scripts import load_example
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "benchmark_overhead.py")
 LENGTH, PROMPTS, G = 8, 4, 4
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark_overhead", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("benchmark_overhead")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """examples/graduation_benchmark.py: both tasks' pieces, the report's statistics, and a CI smoke of every method on
 both tasks that fills the report."""
 
-import importlib.util
 import json
 import os
 import random
@@ -9,8 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from example_scripts import load_example, script_path
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "graduation_benchmark.py")
+SCRIPT = script_path("graduation_benchmark")
 FIELDS = {"graduation_rate", "admissions_by_bin", "graduations_by_bin", "heldout_accuracy_before",
           "heldout_accuracy_after", "heldout_hard_accuracy_before", "heldout_hard_accuracy_after",
           "heldout_hard_bcq_accuracy_before", "heldout_hard_bcq_accuracy_after", "heldout_hard_gold_logprob_before",
@@ -22,10 +22,7 @@ FIELDS = {"graduation_rate", "admissions_by_bin", "graduations_by_bin", "heldout
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("graduation_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("graduation_benchmark")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,18 @@
+"""The scripts under examples/ as modules, for tests of their pieces (they are scripts, not part of the package)."""
+
+import importlib.util
+import os
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def script_path(name: str) -> str:
+    return os.path.join(EXAMPLES, f"{name}.py")
+
+
+def load_example(name: str):
+    """Import examples/NAME.py under the module name NAME."""
+    spec = importlib.util.spec_from_file_location(name, script_path(name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
