@@ -256,7 +256,7 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
     student_dir = os.path.join(out_dir, f"student-seed{seed}")  # the same checkpoint for every method of a seed
     model = LlamaForCausalLM.from_pretrained(student_dir)
     with open(os.path.join(student_dir, "pretrain.json")) as f:
-        pretrain_loss = json.load(f)["loss"]
+        pretrained = json.load(f)
     train, heldout = task.make_datasets(seed, train_size, heldout_size)
     heldout_by_family = {fam: heldout.filter(lambda r, fam=fam: r["family"] == fam) for fam in task.families}
     heldout_hard = heldout.filter(lambda r: r["family"] in task.hard_families)
@@ -352,7 +352,8 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
     bins = sorted(buf.admitted_by_bin)
     curves = {k: [h.get(f"zppo/total_graduated_bin_{k}", 0.0) for h in history] for k in buf.admitted_by_bin}
     return {
-        "task": task.name, "method": method, "seed": seed, "pretrain_loss": pretrain_loss,
+        "task": task.name, "method": method, "seed": seed, "pretrain_loss": pretrained["loss"],
+        "pretrain_seconds": pretrained.get("seconds"),
         "graduation_rate": buf.graduation_rate(), "admitted": buf.total_admitted, "graduated": buf.total_graduated,
         "evicted": buf.total_evicted, "still_in_buffer": len(buf), "replay_capacity": task.replay_capacity,
         "admissions_by_bin": {str(k): v for k, v in sorted(buf.admitted_by_bin.items())},
@@ -608,11 +609,13 @@ def main():
         # one thread, as the runs; BENCH_PRETRAIN_THREADS lets a many-core machine pretrain the seeds faster
         torch.set_num_threads(int(os.environ.get("BENCH_PRETRAIN_THREADS", "1")))
         task, seed, profile = TASKS[args.pretrain[0]], int(args.pretrain[1]), args.pretrain[2]
+        start = time.perf_counter()
         model, loss = pretrain(task, build_char_tokenizer(), task.profiles[profile][0], seed)
+        seconds = time.perf_counter() - start
         folder = os.path.join(args.out, task.name, f"student-seed{seed}")
         model.save_pretrained(folder)
         with open(os.path.join(folder, "pretrain.json"), "w") as f:
-            json.dump({"loss": loss, "steps": task.profiles[profile][0], "seed": seed}, f)
+            json.dump({"loss": loss, "steps": task.profiles[profile][0], "seed": seed, "seconds": seconds}, f)
         return
     if args.one:
         name, method, seed, profile, *scale = args.one
