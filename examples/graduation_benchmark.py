@@ -1,12 +1,17 @@
-"""GRPO vs GRPO† vs hints-only vs ZPPO on a CPU task with a zone of proximal development: same student, same steps.
+"""GRPO vs GRPO† vs hints-only vs ZPPO on CPU tasks with a zone of proximal development: same student, same steps.
 
-    python examples/graduation_benchmark.py --quick --out runs/bench          # 1 seed, fewer steps
-    python examples/graduation_benchmark.py --seeds 0,1,2 --out runs/bench    # the default run
+    python examples/graduation_benchmark.py --quick --out runs/bench          # 1 seed, fewer steps, both tasks
+    python examples/graduation_benchmark.py --quick --seeds 0,1,2,3,4 --tasks carry --out runs/bench12  # reported
+    python examples/graduation_benchmark.py --seeds 0,1,2 --out runs/bench    # the default profile (60 steps)
     python examples/graduation_benchmark.py --smoke --out runs/bench-smoke    # CI: a few steps, fills every field
 
-Writes DIR/report.json and DIR/graduation.png (cumulative graduations by entry bin over steps, per method).
+Two tasks (`--tasks`, default both), each a `Task` record (data, pretraining, reward, lengths, buffer capacity,
+ratios): `tags`, described below, and `carry` (`examples/carry_task.py`: 3-digit addition written out column by
+column, where what a hinted rollout is rewarded for is what a plain answer needs; the paper's ratios 0.25/0.25 with
+NCQ on). Writes DIR/report.json (`tasks` -> task -> `methods`), DIR/table.md and DIR/graduation-<task>.png
+(cumulative graduations by entry bin over steps, per method). Students and runs are cached under DIR/<task>/.
 
-Task and student (why a zone of proximal development exists, and what is and is not shown):
+The tag task and its student (why a zone of proximal development exists, and what is and is not shown):
 - A question `k=bad s=4 h?` names a 3-letter key over a..j, a check digit `s` and a family marker. The answer is a
   rule tag and one digit per letter: rule A maps a->0 ... j->9 ("A103"), rule B maps a->1 ... j->0 ("B214"); `s`
   is the last digit of the true answer. Easy questions (no marker) use rule A; hard questions (marker `h`) use B.
@@ -37,11 +42,20 @@ Task and student (why a zone of proximal development exists, and what is and is 
   ~30), in the other two it stayed unsampled (0%). So hints open a door that replay alone cannot, but not reliably
   in 60 steps; the paper's ratio targets are undefined here because GRPO† graduates nothing.
 
-Report fields per method (averaged over seeds, per-seed values under `per_seed`): graduation_rate,
-admissions_by_bin, graduations_by_bin, heldout(_hard)_accuracy_before/after, heldout_hard_bcq_accuracy_before/after,
-heldout_hard_gold_logprob_before/after, bcq/ncq_accuracy, seconds_per_completion, seconds_per_step, peak_rss_mb,
-steps, cost_vs_grpo (ratios to GRPO in the same run). ZPPO/GRPO† graduation ratios (overall and entry bin 0) are
-reported only where each side has >= 10 admissions and GRPO† graduated at least one, else null.
+  (Measured before the carry task existed, with `replay_capacity` 10,000; both tasks now use a capacity that evicts:
+  16 on the tag task, 32 on the carry task.)
+
+Report fields per task and method (counts summed over seeds, the rest averaged; per-seed values under `per_seed`):
+graduated / admitted / evicted / still_in_buffer, by entry bin and by family, exit_rate (graduated / (graduated +
+evicted), null before any eviction) overall and by entry bin, graduation_rate, heldout_family (before, after, and the
+95% t-interval over seeds of the change and of `after`, per family and for "hard" and "all"),
+heldout(_hard)_accuracy_before/after, heldout_hard_bcq_accuracy_before/after, heldout_hard_gold_logprob_before/after,
+bcq/ncq_accuracy (hinted rollouts), generated_completions, generated_tokens, processed_tokens (prompt + completion of
+every generated row), seconds_per_completion / _step / _processed_token, peak_rss_mb, cost_vs_grpo (ratios to GRPO
+in the same run). `zppo_vs_grpo_replay` holds the criterion written in docs/measurements.md before the carry run:
+ZPPO's graduation rate >= 2x GRPO†'s (and > 0) and its hard held-out gain >= 3 points above GRPO†'s with the 95%
+interval of the paired per-seed difference above 0 (`criterion_met`); the old ratios (overall and entry bin 0) are
+kept, reported only where each side has >= 10 admissions and GRPO† graduated at least one, else null.
 """
 
 import argparse
