@@ -194,20 +194,24 @@ class Task:
     ratio_scale: float  # METHODS' ratios are written for the tag task (0.5); x ratio_scale for this task
     ncq: bool | None  # NCQ on for every method, or None: on only for the baselines' hint types (tag task)
     plain_example: Callable | None = None  # rng -> a plain (prompt, target, kind): the warm-up's examples
+    # the order of a pretraining step's padded batches, one per kind: fixed per task, so that the students of the
+    # recorded runs are reproduced bit for bit (the order of gradient accumulation changes the float sums)
+    pretraining_kinds: tuple = ("plain", "bcq")
     plain_warmup_share: float = 0.0  # of the pretraining steps, run on plain examples only, first
 
 
 TASKS = {
-    # the tag task: ratios 0.5 (twice the paper's: 40 hard questions only), NCQ off (the student never saw it)
+    # the tag task: ratios 0.5 (twice the paper's: 40 hard questions only), NCQ off (the student never saw it), the
+    # default buffer capacity (no eviction), as in its recorded runs
     "tags": Task("tags", PROFILES, make_datasets, with_bcq_hint, pretraining_example, exact_answer_reward,
-                 ("easy", "hard"), ("hard",), 6, 16, 512, replay_capacity=16, ratio_scale=1.0, ncq=None),
+                 ("easy", "hard"), ("hard",), 6, 16, 512, replay_capacity=10_000, ratio_scale=1.0, ncq=None),
     # the procedure task: the paper's ratios (0.25 replay, 0.25 hints) and NCQ on
     "carry": Task("carry", {"default": (2400, 60, 8, 32, 32), "quick": (2400, 30, 8, 32, 32), "smoke": (24, 2, 8, 4, 2)},
                   carry_task.make_datasets, carry_task.with_bcq_hint, carry_task.pretraining_example, carry_task.reward,
                   carry_task.FAMILIES, carry_task.HARD_FAMILIES, carry_task.MAX_COMPLETION_TOKENS,
                   carry_task.CANDIDATE_MAX_TOKENS, carry_task.HINT_PROMPT_MAX_TOKENS, replay_capacity=32,
                   ratio_scale=0.5, ncq=True, plain_example=carry_task.plain_example,
-                  plain_warmup_share=carry_task.PLAIN_WARMUP_SHARE),
+                  plain_warmup_share=carry_task.PLAIN_WARMUP_SHARE, pretraining_kinds=("bcq", "ncq", "plain")),
 }  # fmt: skip
 
 
@@ -234,8 +238,10 @@ def pretrain(task: Task, tokenizer, steps: int, seed: int):
     for step in range(steps):
         example = task.plain_example if step < warmup else task.pretraining_example
         examples, total = [example(rng) for _ in range(32)], 0.0
-        for kind in sorted({k for _, _, k in examples}):  # a padded batch per kind: short plain rows stay short
+        for kind in task.pretraining_kinds:  # a padded batch per kind: short plain rows stay short
             pairs = [(p, t) for p, t, k in examples if k == kind]
+            if not pairs:
+                continue
             ids, labels = [], []
             for prompt, target in pairs:
                 p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -404,14 +410,16 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
     }  # fmt: skip
 
 
-AVERAGED = ("graduation_rate", "heldout_accuracy_before", "heldout_accuracy_after", "heldout_hard_accuracy_before",
+AVERAGED = ("heldout_accuracy_before", "heldout_accuracy_after", "heldout_hard_accuracy_before",
             "heldout_hard_accuracy_after", "heldout_hard_bcq_accuracy_before", "heldout_hard_bcq_accuracy_after",
             "heldout_hard_gold_logprob_before", "heldout_hard_gold_logprob_after", "bcq_accuracy", "ncq_accuracy",
             "seconds_per_completion", "seconds_per_step", "seconds_per_processed_token", "peak_rss_mb")  # fmt: skip
 SUMMED = ("admitted", "graduated", "evicted", "still_in_buffer", "generated_completions", "generated_tokens",
           "processed_tokens")  # fmt: skip
 # two-sided 95% Student t quantiles by degrees of freedom (the interval over seeds; scipy is not a dependency)
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
+        25: 2.060, 30: 2.042}  # fmt: skip
 
 
 def _mean(values):
@@ -426,26 +434,32 @@ def t_interval(values: list[float]) -> list[float] | None:
         return None
     mean = sum(values) / n
     sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
-    half = T975.get(n - 1, 1.96) * sd / n**0.5
+    df = n - 1
+    half = T975.get(df, T975[max(k for k in T975 if k <= df)]) * sd / n**0.5  # between listed dfs: the smaller
     return [mean - half, mean + half]
 
 
-def exit_rate(graduated: int, evicted: int) -> float | None:
-    """graduated / (graduated + evicted), defined once something was evicted (before that every exit graduates)."""
-    return graduated / (graduated + evicted) if evicted else None
+def exit_rate(graduated: int, evicted: int, any_evicted: bool | None = None) -> float | None:
+    """graduated / (graduated + evicted), defined once the buffer has evicted something (`any_evicted`, by default
+    `evicted > 0`; before that every exit graduates) and something exited."""
+    any_evicted = evicted > 0 if any_evicted is None else any_evicted
+    return graduated / (graduated + evicted) if any_evicted and graduated + evicted else None
 
 
 def summarise(per_seed: list[dict]) -> dict:
     out = {key: _mean([r[key] for r in per_seed]) for key in AVERAGED}
     out |= {key: sum(r[key] for r in per_seed) for key in SUMMED}
-    for key in ("admissions_by_bin", "graduations_by_bin", "evictions_by_bin", "admissions_by_family",
-                "graduations_by_family", "evictions_by_family", "still_by_family"):  # fmt: skip
-        keys = sorted({b for r in per_seed for b in r[key]}, key=lambda b: (not b.isdigit(), int(b) if b.isdigit()
-                                                                            else b))  # fmt: skip
-        out[key] = {b: sum(r[key].get(b, 0) for r in per_seed) for b in keys}  # sums over seeds
+    # pooled over seeds (the criterion's definition); the mean of the per-seed rates is kept beside it
+    out["graduation_rate"] = out["graduated"] / out["admitted"] if out["admitted"] else None
+    out["graduation_rate_seed_mean"] = _mean([r["graduation_rate"] for r in per_seed])
+    for key in ("admissions_by_bin", "graduations_by_bin", "evictions_by_bin"):  # entry bins in numeric order
+        bins = sorted({b for r in per_seed for b in r[key]}, key=int)
+        out[key] = {b: sum(r[key].get(b, 0) for r in per_seed) for b in bins}  # sums over seeds
+    for key in ("admissions_by_family", "graduations_by_family", "evictions_by_family", "still_by_family"):
+        out[key] = {f: sum(r[key][f] for r in per_seed) for f in per_seed[0][key]}  # the task's family order
     out["exit_rate"] = exit_rate(out["graduated"], out["evicted"])
-    out["exit_rate_by_bin"] = {b: exit_rate(out["graduations_by_bin"].get(b, 0), n)
-                               for b, n in out["evictions_by_bin"].items()}  # fmt: skip
+    out["exit_rate_by_bin"] = {b: exit_rate(out["graduations_by_bin"][b], out["evictions_by_bin"][b], out["evicted"] > 0)
+                               for b in out["admissions_by_bin"]}  # fmt: skip
     families = per_seed[0]["heldout_family_accuracy_before"]
     out["heldout_family"] = {
         fam: {
@@ -503,17 +517,27 @@ def markdown_table(report: dict) -> str:
         interval = "" if ci is None else f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
         return f"{pct(h['before'])} -> {pct(h['after'])}{interval}"
 
-    hard = report["hard_families"]
     families = [f for f in next(iter(report["methods"].values()))["heldout_family"] if f not in ("all", "hard")]
-    rows = ["| method | graduated / admitted | entry bin 0: graduated / admitted | exit rate | still in buffer "
-            "| graduates by family | " + " | ".join(f"{f} held-out before -> after [95% CI of change]"
-                                                     for f in ["hard", *families]) +
-            " | hard gold log-prob before -> after | hard BCQ held-out before -> after | BCQ / NCQ rollouts correct "
-            "| s per completion (x GRPO) | us per processed token (x GRPO) | generated tokens | peak RSS MB |",
-            "|---" * (13 + len(families)) + "|"]  # fmt: skip
+    header = [
+        "method",
+        "graduated / admitted",
+        "entry bin 0: graduated / admitted",
+        "exit rate",
+        "still in buffer",
+        "graduates by family",
+        *(f"{f} held-out before -> after [95% CI of change]" for f in ["hard", *families]),
+        "hard gold log-prob before -> after",
+        "hard BCQ held-out before -> after",
+        "BCQ / NCQ rollouts correct",
+        "s per completion (x GRPO)",
+        "us per processed token (x GRPO)",
+        "generated tokens",
+        "peak RSS MB",
+    ]
+    rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]  # fmt: skip
     for method, s in report["methods"].items():
         cost = s["cost_vs_grpo"]
-        graduates = ", ".join(f"{f} {n}" for f, n in s["graduations_by_family"].items() if f in hard) or "-"
+        graduates = ", ".join(f"{f} {n}" for f, n in s["graduations_by_family"].items())
         rows.append(
             f"| {method} | {s['graduated']} / {s['admitted']} "
             f"| {s['graduations_by_bin'].get('0', 0)} / {s['admissions_by_bin'].get('0', 0)} | {pct(s['exit_rate'])} "

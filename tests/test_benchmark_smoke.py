@@ -157,6 +157,10 @@ def test_benchmark_smoke_fills_the_report_for_both_tasks(tmp_path):
             assert {"all_replays_success", "stored"} <= set(runs[method]["retrospective"])
     table = (tmp_path / "table.md").read_text()
     assert "## tags" in table and "## carry" in table and "pre-registered criterion met" in table
+    lines = table.splitlines()
+    for i, line in enumerate(lines):  # every table's delimiter row has as many cells as its header
+        if line.startswith("|---"):
+            assert line.count("|") == lines[i - 1].count("|"), lines[i - 1]
     tags = {m: s["per_seed"][0] for m, s in report["tasks"]["tags"]["methods"].items()}
     assert tags["prefix"]["hint_prompts"] > 0 and tags["prefix"]["bcq_accuracy"] is None  # prefix groups, no BCQ
     assert tags["hint"]["hint_prompts"] == 0 and tags["hint"]["hints_not_built"] > 0  # answers only: no hint
@@ -164,3 +168,61 @@ def test_benchmark_smoke_fills_the_report_for_both_tasks(tmp_path):
     carry = report["tasks"]["carry"]["methods"]
     assert carry["zppo"]["per_seed"][0]["ncq_accuracy"] is not None  # and on on the procedure task
     assert set(carry["zppo"]["heldout_family"]) == {"easy", "near", "far", "hard", "all"}
+
+
+def _run(seed, graduated, admitted, hard_before, hard_after, by_bin):
+    """A per-seed run record with what `summarise` and the criterion read (by_bin: {bin: (admitted, graduated,
+    evicted)}; the families' counts put every admission in `near`)."""
+    evicted = sum(e for _, _, e in by_bin.values())
+    family = {"easy": 0.9, "near": hard_before, "far": hard_before, "all": 0.5, "hard": hard_before}
+    return {
+        "seed": seed, "graduated": graduated, "admitted": admitted, "evicted": evicted,
+        "still_in_buffer": admitted - graduated - evicted, "graduation_rate": graduated / admitted,
+        "admissions_by_bin": {b: a for b, (a, _, _) in by_bin.items()},
+        "graduations_by_bin": {b: g for b, (_, g, _) in by_bin.items()},
+        "evictions_by_bin": {b: e for b, (_, _, e) in by_bin.items()},
+        "admissions_by_family": {"easy": 0, "near": admitted, "far": 0},
+        "graduations_by_family": {"easy": 0, "near": graduated, "far": 0},
+        "evictions_by_family": {"easy": 0, "near": evicted, "far": 0},
+        "still_by_family": {"easy": 0, "near": admitted - graduated - evicted, "far": 0},
+        "heldout_family_accuracy_before": family, "heldout_family_accuracy_after": family | {"hard": hard_after},
+        "heldout_accuracy_before": 0.5, "heldout_accuracy_after": 0.5, "heldout_hard_accuracy_before": hard_before,
+        "heldout_hard_accuracy_after": hard_after, "heldout_hard_bcq_accuracy_before": None,
+        "heldout_hard_bcq_accuracy_after": None, "heldout_hard_gold_logprob_before": -1.0,
+        "heldout_hard_gold_logprob_after": -1.0, "bcq_accuracy": None, "ncq_accuracy": None,
+        "seconds_per_completion": 1.0, "seconds_per_step": 1.0, "seconds_per_processed_token": 1.0,
+        "peak_rss_mb": 1.0, "generated_completions": 1, "generated_tokens": 1, "processed_tokens": 2, "steps": 3,
+        "informative_token_share": None,
+    }  # fmt: skip
+
+
+def test_summary_pools_counts_over_seeds_and_exit_rates_by_bin(bench):
+    s = bench.summarise([_run(0, 1, 10, 0.1, 0.2, {"0": (8, 0, 2), "3": (2, 1, 0)}),
+                         _run(1, 6, 10, 0.1, 0.4, {"0": (10, 6, 4)})])  # fmt: skip
+    assert s["graduated"] == 7 and s["admitted"] == 20 and s["graduation_rate"] == 7 / 20  # pooled
+    assert s["graduation_rate_seed_mean"] == pytest.approx((0.1 + 0.6) / 2)
+    assert s["admissions_by_bin"] == {"0": 18, "3": 2} and s["evictions_by_bin"] == {"0": 6, "3": 0}
+    assert s["exit_rate"] == 7 / 13 and s["exit_rate_by_bin"] == {"0": 6 / 12, "3": 1.0}  # bin 3: all exits graduated
+    assert list(s["admissions_by_family"]) == ["easy", "near", "far"]  # the task's order
+    change = s["heldout_family"]["hard"]["change_ci95"]
+    assert (change[0] + change[1]) / 2 == pytest.approx(0.2)  # changes +0.1 and +0.3
+
+
+def test_criterion_needs_twice_the_graduation_rate_and_a_gain_interval_above_zero(bench):
+    def method(runs):
+        return bench.summarise(runs)
+
+    base = method([_run(s, 2, 10, 0.1, 0.2, {"0": (10, 2, 0)}) for s in range(3)])
+    better = method([_run(s, 5, 10, 0.1, 0.2 + 0.05 + 0.01 * s, {"0": (10, 5, 0)}) for s in range(3)])
+    assert bench.zppo_vs_grpo_replay(base, better)["criterion_met"]  # 2.5x and +5..+7 points
+    worse_gain = method([_run(s, 5, 10, 0.1, 0.2 + 0.02, {"0": (10, 5, 0)}) for s in range(3)])
+    assert not bench.zppo_vs_grpo_replay(base, worse_gain)["criterion_met"]  # +2 points only
+    noisy = method([_run(s, 5, 10, 0.1, 0.2 + (0.3 if s == 0 else -0.05), {"0": (10, 5, 0)}) for s in range(3)])
+    verdict = bench.zppo_vs_grpo_replay(base, noisy)
+    assert verdict["hard_heldout_gain_difference"] > 0.03 and verdict["hard_heldout_gain_difference_ci95"][0] < 0
+    assert not verdict["criterion_met"]  # the interval spans 0
+    few = method([_run(s, 3, 10, 0.1, 0.3, {"0": (10, 3, 0)}) for s in range(3)])
+    assert not bench.zppo_vs_grpo_replay(base, few)["criterion_met"]  # 1.5x the graduation rate
+    nothing = method([_run(s, 0, 10, 0.1, 0.1, {"0": (10, 0, 0)}) for s in range(3)])
+    assert bench.zppo_vs_grpo_replay(nothing, better)["criterion_met"]  # GRPO† graduating nothing: any rate > 0
+    assert not bench.zppo_vs_grpo_replay(nothing, nothing)["criterion_met"]
