@@ -24,9 +24,8 @@ def sample_completions(model, tokenizer, texts: list[str], num_samples: int, **g
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        with torch.no_grad():
-            out = model.generate(**batch, do_sample=True, num_return_sequences=num_samples,
-                                 pad_token_id=tokenizer.pad_token_id, **generate_kwargs)  # fmt: skip
+        out = model.generate(**batch, do_sample=True, num_return_sequences=num_samples,
+                             pad_token_id=tokenizer.pad_token_id, **generate_kwargs)  # fmt: skip
     finally:
         tokenizer.padding_side = side
     return out[:, batch["input_ids"].shape[1] :]

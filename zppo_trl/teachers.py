@@ -264,7 +264,6 @@ class ModelTeacher(SamplingTeacher):
         self.model = AutoModelForCausalLM.from_pretrained(name, dtype="auto").to(device).eval()
 
     def generate(self, conversations: list[list[dict]], num_samples: int) -> list[list[str]]:
-
         from .evaluation import sample_completions
 
         self._load()
