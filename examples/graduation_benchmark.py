@@ -9,7 +9,8 @@ Two tasks (`--tasks`, default both), each a `Task` record (data, pretraining, re
 ratios): `tags`, described below, and `carry` (`examples/carry_task.py`: 3-digit addition written out column by
 column, where what a hinted rollout is rewarded for is what a plain answer needs; the paper's ratios 0.25/0.25 with
 NCQ on). Writes DIR/report.json (`tasks` -> task -> `methods`), DIR/table.md and DIR/graduation-<task>.png
-(cumulative graduations by entry bin over steps, per method). Students and runs are cached under DIR/<task>/.
+(cumulative graduations by entry bin over steps, per method). Students (with their held-out "before" numbers,
+measured once: zone.json) and runs are cached under DIR/<task>/; each student's runs are queued once it exists.
 
 The tag task and its student (why a zone of proximal development exists, and what is and is not shown):
 - A question `k=bad s=4 h?` names a 3-letter key over a..j, a check digit `s` and a family marker. The answer is a
@@ -42,8 +43,8 @@ The tag task and its student (why a zone of proximal development exists, and wha
   ~30), in the other two it stayed unsampled (0%). So hints open a door that replay alone cannot, but not reliably
   in 60 steps; the paper's ratio targets are undefined here because GRPO† graduates nothing.
 
-  (Measured before the carry task existed, with `replay_capacity` 10,000; both tasks now use a capacity that evicts:
-  16 on the tag task, 32 on the carry task.)
+  (Measured with `replay_capacity` 10,000, which the tag task keeps, so nothing is evicted there and its exit rate
+  is null; the carry task's capacity, 32, evicts.)
 
 Report fields per task and method (counts summed over seeds, the rest averaged; per-seed values under `per_seed`):
 graduated / admitted / evicted / still_in_buffer, by entry bin and by family, exit_rate (graduated / (graduated +
@@ -260,41 +261,25 @@ def pretrain(task: Task, tokenizer, steps: int, seed: int):
     return model, total
 
 
-def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, lr_scale: float = 1.0) -> dict:
+def measure_student(task: Task, model, tokenizer, seed: int, profile: str) -> dict:
+    """Held-out plain accuracy per family (and "all", "hard"), hard BCQ accuracy, hard gold log-probability.
+
+    Deterministic for a given model (every sampled accuracy reseeds with `seed`), so the "before" numbers are
+    measured once per student, right after pretraining (`zone.json` beside it), not once per run."""
     import torch
-    from transformers import LlamaForCausalLM
 
-    from zppo_trl import ZPPOConfig, ZPPOTrainer
-    from zppo_trl.batching import HINT_FLAG
     from zppo_trl.evaluation import plain_accuracy
-    from zppo_trl.replay import question_id
-    from zppo_trl.tiny import build_char_tokenizer
 
-    torch.set_num_threads(1)
-    _, rl_steps, new_prompts, train_size, heldout_size = task.profiles[profile]
-    tokenizer = build_char_tokenizer()
-    student_dir = os.path.join(out_dir, f"student-seed{seed}")  # the same checkpoint for every method of a seed
-    model = LlamaForCausalLM.from_pretrained(student_dir)
-    with open(os.path.join(student_dir, "pretrain.json")) as f:
-        pretrained = json.load(f)
-    train, heldout = task.make_datasets(seed, train_size, heldout_size)
-    heldout_by_family = {fam: heldout.filter(lambda r, fam=fam: r["family"] == fam) for fam in task.families}
-    heldout_hard = heldout.filter(lambda r: r["family"] in task.hard_families)
-    heldout_hard_bcq = task.with_bcq_hint(heldout, seed)
+    _, _, _, train_size, heldout_size = task.profiles[profile]
+    _, heldout = task.make_datasets(seed, train_size, heldout_size)
 
     def accuracy(data):
         return plain_accuracy(model, tokenizer, data, num_samples=8, max_new_tokens=task.max_completion_length,
                               reward=task.reward, batch_size=32, seed=seed)["accuracy"]  # fmt: skip
 
-    def family_accuracy():  # per family; "all" and "hard" are question-weighted means of the families
-        acc = {fam: accuracy(data) for fam, data in heldout_by_family.items()}
-        sizes = {fam: len(data) for fam, data in heldout_by_family.items()}
-        for name, fams in (("all", task.families), ("hard", task.hard_families)):
-            acc[name] = sum(acc[f] * sizes[f] for f in fams) / sum(sizes[f] for f in fams)
-        return acc
-
     @torch.no_grad()
     def gold_logprob(data):  # mean log-probability of the right completion: moves before any sample is right
+        was_training = model.training
         model.eval()
         total = 0.0
         for row in data:
@@ -302,10 +287,41 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
             t = tokenizer(row["solution"], add_special_tokens=False)["input_ids"]
             logits = model(input_ids=torch.tensor([p + t])).logits[0, len(p) - 1 : -1]
             total += logits.log_softmax(-1).gather(1, torch.tensor(t)[:, None]).sum().item()
-        model.train()
+        model.train(was_training)
         return total / len(data)
 
-    bcq_before, logp_before, before = accuracy(heldout_hard_bcq), gold_logprob(heldout_hard), family_accuracy()
+    heldout_by_family = {fam: heldout.filter(lambda r, fam=fam: r["family"] == fam) for fam in task.families}
+    family = {fam: accuracy(data) for fam, data in heldout_by_family.items()}
+    sizes = {fam: len(data) for fam, data in heldout_by_family.items()}
+    for name, fams in (("all", task.families), ("hard", task.hard_families)):  # question-weighted means
+        family[name] = sum(family[f] * sizes[f] for f in fams) / sum(sizes[f] for f in fams)
+    return {"family": family, "hard_bcq": accuracy(task.with_bcq_hint(heldout, seed)),
+            "hard_gold_logprob": gold_logprob(heldout.filter(lambda r: r["family"] in task.hard_families))}  # fmt: skip
+
+
+def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, lr_scale: float = 1.0) -> dict:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from zppo_trl import ZPPOConfig, ZPPOTrainer
+    from zppo_trl.batching import HINT_FLAG
+    from zppo_trl.replay import question_id
+    from zppo_trl.tiny import build_char_tokenizer
+
+    torch.set_num_threads(1)
+    _, rl_steps, new_prompts, train_size, heldout_size = task.profiles[profile]
+    tokenizer = build_char_tokenizer()
+    student_dir = os.path.join(out_dir, f"student-seed{seed}")  # the same checkpoint for every method of a seed
+    model = LlamaForCausalLM.from_pretrained(student_dir).train()  # as the Trainer's steps set it
+    with open(os.path.join(student_dir, "pretrain.json")) as f:
+        pretrained = json.load(f)
+    train, _ = task.make_datasets(seed, train_size, heldout_size)
+    zone = os.path.join(student_dir, "zone.json")
+    if os.path.exists(zone):
+        with open(zone) as f:
+            before = json.load(f)
+    else:  # a student made before zone.json existed
+        before = measure_student(task, model, tokenizer, seed, profile)
     args = ZPPOConfig(
         output_dir=os.path.join(out_dir, f"{method}-seed{seed}"), per_device_train_batch_size=new_prompts * 8,
         num_generations=8, max_completion_length=task.max_completion_length, max_steps=rl_steps,
@@ -355,7 +371,7 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start
-    after, bcq_after, logp_after = family_accuracy(), accuracy(heldout_hard_bcq), gold_logprob(heldout_hard)
+    after = measure_student(task, model, tokenizer, seed, profile)
     history = [h for h in trainer.state.log_history if "zppo/buffer_size" in h]
 
     def mean_of(key):
@@ -383,11 +399,12 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
         "graduations_by_family": graduated_family, "still_by_family": still_family,
         "evictions_by_family": {fam: admitted_family.get(fam, 0) - graduated_family[fam] - still_family[fam]
                                 for fam in task.families},
-        "heldout_family_accuracy_before": before, "heldout_family_accuracy_after": after,
-        "heldout_accuracy_before": before["all"], "heldout_accuracy_after": after["all"],
-        "heldout_hard_accuracy_before": before["hard"], "heldout_hard_accuracy_after": after["hard"],
-        "heldout_hard_bcq_accuracy_before": bcq_before, "heldout_hard_bcq_accuracy_after": bcq_after,
-        "heldout_hard_gold_logprob_before": logp_before, "heldout_hard_gold_logprob_after": logp_after,
+        "heldout_family_accuracy_before": before["family"], "heldout_family_accuracy_after": after["family"],
+        "heldout_accuracy_before": before["family"]["all"], "heldout_accuracy_after": after["family"]["all"],
+        "heldout_hard_accuracy_before": before["family"]["hard"], "heldout_hard_accuracy_after": after["family"]["hard"],
+        "heldout_hard_bcq_accuracy_before": before["hard_bcq"], "heldout_hard_bcq_accuracy_after": after["hard_bcq"],
+        "heldout_hard_gold_logprob_before": before["hard_gold_logprob"],
+        "heldout_hard_gold_logprob_after": after["hard_gold_logprob"],
         "bcq_accuracy": mean_of("zppo/bcq_accuracy"), "ncq_accuracy": mean_of("zppo/ncq_accuracy"),
         "seconds_per_completion": elapsed / max(1, sum(completions)), "seconds_per_step": elapsed / rl_steps,
         "seconds_per_processed_token": elapsed / max(1, tokens["processed"]),
@@ -652,6 +669,8 @@ def main():
         seconds = time.perf_counter() - start
         folder = os.path.join(args.out, task.name, f"student-seed{seed}")
         model.save_pretrained(folder)
+        with open(os.path.join(folder, "zone.json"), "w") as f:  # before pretrain.json, which marks the student done
+            json.dump(measure_student(task, model, build_char_tokenizer(), seed, profile), f)
         with open(os.path.join(folder, "pretrain.json"), "w") as f:
             json.dump({"loss": loss, "steps": task.profiles[profile][0], "seed": seed, "seconds": seconds}, f)
         return
@@ -680,17 +699,8 @@ def main():
     me = [sys.executable, __file__, "--out", args.out]
     runs = {}
     with ThreadPoolExecutor(args.jobs) as pool:  # each run is its own 1-thread process: peak RSS is per run
-        # a student or a run already in --out (an interrupted benchmark, or students made elsewhere) is reused
-        students = {}
-        for name in tasks:
-            for s in seeds:
-                if not os.path.exists(os.path.join(args.out, name, f"student-seed{s}", "pretrain.json")):
-                    students[name, s] = pool.submit(subprocess.run, [*me, "--pretrain", name, str(s), profile],
-                                                    check=True)  # fmt: skip
 
-        def run(name, method, seed):  # queued after every pretraining, so waiting here never holds a slot for long
-            if (name, seed) in students:
-                students[name, seed].result()
+        def run(name, method, seed):
             scale = []
             if method == "grpo_replay_lr_matched":  # needs the same seed's ZPPO run (queued before it)
                 scale = [str(runs[name, "zppo", seed].result()["plain_token_share"])]
@@ -707,12 +717,17 @@ def main():
                 json.dump(result, f)
             return result
 
-        # method by method in the order given (all seeds of one before the next), the matched run last: a benchmark
-        # cut short has every seed of the methods listed first
-        for m in sorted(methods, key=lambda m: m == "grpo_replay_lr_matched"):
-            for name in tasks:
-                for s in seeds:
-                    runs[name, m, s] = pool.submit(run, name, m, s)
+        def student_then_runs(name, seed):
+            # the runs are queued only once their student exists, so no slot ever waits for a student while other
+            # runs are ready; a student already in --out (an interrupted benchmark, or one made elsewhere) is reused
+            if not os.path.exists(os.path.join(args.out, name, f"student-seed{seed}", "pretrain.json")):
+                subprocess.run([*me, "--pretrain", name, str(seed), profile], check=True)
+            for m in sorted(methods, key=lambda m: m == "grpo_replay_lr_matched"):  # the matched run after ZPPO
+                runs[name, m, seed] = pool.submit(run, name, m, seed)
+
+        # every student first (seed by seed, task by task), then each student's runs in the order of --methods
+        for job in [pool.submit(student_then_runs, name, s) for s in seeds for name in tasks]:
+            job.result()  # its runs are queued when it returns, before the pool is shut down
     report = {"profile": profile, "seeds": seeds, "tasks": {}}
     for name in tasks:
         report["tasks"][name] = task_report(TASKS[name], methods, seeds, runs)

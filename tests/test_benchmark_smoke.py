@@ -116,7 +116,7 @@ def test_t_interval_and_exit_rate(bench):
 
 
 @pytest.mark.slow
-def test_benchmark_smoke_fills_the_report_for_both_tasks(tmp_path):
+def test_benchmark_smoke_fills_the_report_for_both_tasks(tmp_path, bench):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
     result = subprocess.run([sys.executable, SCRIPT, "--smoke", "--methods", "all", "--out", str(tmp_path)], env=env,
                             capture_output=True, text=True, timeout=1200)  # fmt: skip
@@ -168,6 +168,16 @@ def test_benchmark_smoke_fills_the_report_for_both_tasks(tmp_path):
     carry = report["tasks"]["carry"]["methods"]
     assert carry["zppo"]["per_seed"][0]["ncq_accuracy"] is not None  # and on on the procedure task
     assert set(carry["zppo"]["heldout_family"]) == {"easy", "near", "far", "hard", "all"}
+    from transformers import LlamaForCausalLM
+
+    from zppo_trl.tiny import build_char_tokenizer
+
+    for name in ("tags", "carry"):  # "before" is measured once per student: measuring the saved student again agrees
+        folder = tmp_path / name / "student-seed0"
+        zone = json.loads((folder / "zone.json").read_text())
+        student = LlamaForCausalLM.from_pretrained(folder)
+        assert bench.measure_student(bench.TASKS[name], student, build_char_tokenizer(), 0, "smoke") == zone
+        assert report["tasks"][name]["methods"]["zppo"]["heldout_hard_bcq_accuracy_before"] == zone["hard_bcq"]
 
 
 def _run(seed, graduated, admitted, hard_before, hard_after, by_bin):
