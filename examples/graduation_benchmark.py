@@ -1,7 +1,7 @@
 """GRPO vs GRPO† vs hints-only vs ZPPO on CPU tasks with a zone of proximal development: same student, same steps.
 
     python examples/graduation_benchmark.py --quick --out runs/bench          # 1 seed, fewer steps, both tasks
-    python examples/graduation_benchmark.py --quick --seeds 0,1,2,3,4 --tasks carry --out runs/bench12  # reported
+    python examples/graduation_benchmark.py --quick --seeds 0,1,2,3,4 --out runs/bench13  # the reported run
     python examples/graduation_benchmark.py --seeds 0,1,2 --out runs/bench    # the default profile (60 steps)
     python examples/graduation_benchmark.py --smoke --out runs/bench-smoke    # CI: a few steps, fills every field
 
