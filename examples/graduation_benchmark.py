@@ -77,6 +77,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # carry_task.py 
 
 import carry_task  # noqa: E402
 
+from zppo_trl.buffer import exit_rate  # noqa: E402  (the library's, for counts summed over seeds)
+
 LETTERS = "abcdefghij"
 RULES = {"A": 0, "B": 1}  # the tag names the digit map: A = identity (a->0), B = shifted (a->1)
 BCQ_MARKERS = ("", "p", "x", "y", "z")  # "" and "p" have known rules; x/y/z are decidable only by the check digit
@@ -261,7 +263,7 @@ def pretrain(task: Task, tokenizer, steps: int, seed: int):
     return model, total
 
 
-def measure_student(task: Task, model, tokenizer, seed: int, profile: str) -> dict:
+def measure_student(task: Task, model, tokenizer, heldout, seed: int) -> dict:
     """Held-out plain accuracy per family (and "all", "hard"), hard BCQ accuracy, hard gold log-probability.
 
     Deterministic for a given model (every sampled accuracy reseeds with `seed`), so the "before" numbers are
@@ -269,9 +271,6 @@ def measure_student(task: Task, model, tokenizer, seed: int, profile: str) -> di
     import torch
 
     from zppo_trl.evaluation import plain_accuracy
-
-    _, _, _, train_size, heldout_size = task.profiles[profile]
-    _, heldout = task.make_datasets(seed, train_size, heldout_size)
 
     def accuracy(data):
         return plain_accuracy(model, tokenizer, data, num_samples=8, max_new_tokens=task.max_completion_length,
@@ -315,13 +314,13 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
     model = LlamaForCausalLM.from_pretrained(student_dir).train()  # as the Trainer's steps set it
     with open(os.path.join(student_dir, "pretrain.json")) as f:
         pretrained = json.load(f)
-    train, _ = task.make_datasets(seed, train_size, heldout_size)
+    train, heldout = task.make_datasets(seed, train_size, heldout_size)
     zone = os.path.join(student_dir, "zone.json")
     if os.path.exists(zone):
         with open(zone) as f:
             before = json.load(f)
     else:  # a student made before zone.json existed
-        before = measure_student(task, model, tokenizer, seed, profile)
+        before = measure_student(task, model, tokenizer, heldout, seed)
     args = ZPPOConfig(
         output_dir=os.path.join(out_dir, f"{method}-seed{seed}"), per_device_train_batch_size=new_prompts * 8,
         num_generations=8, max_completion_length=task.max_completion_length, max_steps=rl_steps,
@@ -371,7 +370,7 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start
-    after = measure_student(task, model, tokenizer, seed, profile)
+    after = measure_student(task, model, tokenizer, heldout, seed)
     history = [h for h in trainer.state.log_history if "zppo/buffer_size" in h]
 
     def mean_of(key):
@@ -454,13 +453,6 @@ def t_interval(values: list[float]) -> list[float] | None:
     df = n - 1
     half = T975.get(df, T975[max(k for k in T975 if k <= df)]) * sd / n**0.5  # between listed dfs: the smaller
     return [mean - half, mean + half]
-
-
-def exit_rate(graduated: int, evicted: int, any_evicted: bool | None = None) -> float | None:
-    """graduated / (graduated + evicted), defined once the buffer has evicted something (`any_evicted`, by default
-    `evicted > 0`; before that every exit graduates) and something exited."""
-    any_evicted = evicted > 0 if any_evicted is None else any_evicted
-    return graduated / (graduated + evicted) if any_evicted and graduated + evicted else None
 
 
 def summarise(per_seed: list[dict]) -> dict:
@@ -670,7 +662,8 @@ def main():
         folder = os.path.join(args.out, task.name, f"student-seed{seed}")
         model.save_pretrained(folder)
         with open(os.path.join(folder, "zone.json"), "w") as f:  # before pretrain.json, which marks the student done
-            json.dump(measure_student(task, model, build_char_tokenizer(), seed, profile), f)
+            heldout = task.make_datasets(seed, *task.profiles[profile][3:])[1]
+            json.dump(measure_student(task, model, build_char_tokenizer(), heldout, seed), f)
         with open(os.path.join(folder, "pretrain.json"), "w") as f:
             json.dump({"loss": loss, "steps": task.profiles[profile][0], "seed": seed, "seconds": seconds}, f)
         return

@@ -176,7 +176,9 @@ def test_benchmark_smoke_fills_the_report_for_both_tasks(tmp_path, bench):
         folder = tmp_path / name / "student-seed0"
         zone = json.loads((folder / "zone.json").read_text())
         student = LlamaForCausalLM.from_pretrained(folder)
-        assert bench.measure_student(bench.TASKS[name], student, build_char_tokenizer(), 0, "smoke") == zone
+        task = bench.TASKS[name]
+        heldout = task.make_datasets(0, *task.profiles["smoke"][3:])[1]
+        assert bench.measure_student(task, student, build_char_tokenizer(), heldout, 0) == zone
         assert report["tasks"][name]["methods"]["zppo"]["heldout_hard_bcq_accuracy_before"] == zone["hard_bcq"]
 
 

@@ -7,7 +7,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from zppo_trl.buffer import BufferStateError, HardQuestionBuffer
+from zppo_trl.buffer import BufferStateError, HardQuestionBuffer, exit_rate
 from zppo_trl.checkpoint import read_state_file, write_state_file
 
 
@@ -124,3 +124,15 @@ class BufferMachine(RuleBasedStateMachine):
 
 TestBufferMachine = BufferMachine.TestCase
 TestBufferMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_exit_rate_needs_an_eviction_and_takes_the_buffer_s_for_one_entry_bin():
+    buf = HardQuestionBuffer(capacity=1)
+    buf.visit("a", 0, 8)
+    buf.visit("a", 8, 8)  # graduates: no eviction yet, so the rate says nothing
+    assert buf.exit_rate() is None and exit_rate(1, 0) is None
+    buf.visit("b", 0, 8)
+    buf.visit("c", 0, 8)  # evicts b
+    assert buf.exit_rate() == exit_rate(1, 1) == 0.5
+    assert exit_rate(2, 0, buffer_evicted=True) == 1.0  # a bin whose exits all graduated, in a buffer that evicted
+    assert exit_rate(0, 0, buffer_evicted=True) is None  # a bin nothing left

@@ -26,6 +26,17 @@ from dataclasses import dataclass
 SCHEMA_VERSION = 1
 
 
+def exit_rate(graduated: int, evicted: int, buffer_evicted: bool | None = None) -> float | None:
+    """The paper's exit rate (Fig. 4): of the questions that left the buffer, the share that graduated,
+    graduated / (graduated + evicted).
+
+    None until the buffer has evicted something (`buffer_evicted`, by default `evicted > 0`; for one entry bin's
+    counts pass whether the whole buffer evicted): before that every exit is a graduation and the rate says nothing
+    (the graduation rate and the count still in the buffer do). None too where nothing exited."""
+    buffer_evicted = evicted > 0 if buffer_evicted is None else buffer_evicted
+    return graduated / (graduated + evicted) if buffer_evicted and graduated + evicted else None
+
+
 @dataclass
 class BufferEntry:
     accuracy: float  # latest plain accuracy (correct / scored rollouts)
@@ -171,12 +182,8 @@ class HardQuestionBuffer:
                 for k, n in sorted(self.admitted_by_bin.items()) if n]  # fmt: skip
 
     def exit_rate(self) -> float | None:
-        """The paper's exit rate (Fig. 4): of the questions that left the buffer, the share that graduated,
-        graduated / (graduated + evicted). None until something was evicted: before that every exit is a graduation
-        and the rate says nothing (the graduation rate and the count still in the buffer do)."""
-        if self.total_evicted == 0:
-            return None
-        return self.total_graduated / (self.total_graduated + self.total_evicted)
+        """The paper's exit rate of the whole buffer (`exit_rate`)."""
+        return exit_rate(self.total_graduated, self.total_evicted)
 
     # ----------------------------------------------------------------------------------------------------------------
     # (de)serialisation
