@@ -92,8 +92,9 @@ def test_a_server_teacher_is_asked_for_the_answer_format_and_reports_its_accepta
         teacher = OpenAITeacher(server.url, "m", num_samples=2)  # no instruction configured: the default
         call = solutions_for(teacher, ROWS)
         assert call.acceptance_rate == 0.5  # 2 of 4 samples answer the row's gold answer
-        assert [m[-1]["content"] for m in server.messages] == [
-            f"What is 40 + 2?\n\n{TEACHER_ANSWER_INSTRUCTION}", f"What is 1 + 1?\n\n{TEACHER_ANSWER_INSTRUCTION}"
+        # the requests run concurrently, so they reach the server in either order
+        assert sorted(m[-1]["content"] for m in server.messages) == [
+            f"What is 1 + 1?\n\n{TEACHER_ANSWER_INSTRUCTION}", f"What is 40 + 2?\n\n{TEACHER_ANSWER_INSTRUCTION}"
         ]  # fmt: skip
         server.messages.clear()
         configured = OpenAITeacher(server.url, "m", num_samples=2, instruction="Answer in \\boxed{}.", compress=True)
