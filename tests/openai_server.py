@@ -13,6 +13,9 @@ class ChatServer:
     def __init__(self, mode="model", model=None, tokenizer=None, scripted_answer="42"):
         self.mode, self.model, self.tokenizer, self.scripted_answer = mode, model, tokenizer, scripted_answer
         self.requests, self.auth_headers, self.messages = 0, [], []  # messages: each request's chat messages
+        # the handler threads share one tokenizer, whose Rust backend raises "Already borrowed" when two threads
+        # use it at once, and one model: generate one request at a time
+        self.model_lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,11 +54,11 @@ class ChatServer:
         import torch
 
         tok = self.tokenizer
-        ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        with torch.no_grad():
+        with self.model_lock, torch.no_grad():
+            ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
             out = self.model.generate(**ids, do_sample=True, max_new_tokens=min(max_tokens, 16),
                                       num_return_sequences=n, pad_token_id=tok.pad_token_id)  # fmt: skip
-        return tok.batch_decode(out[:, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+            return tok.batch_decode(out[:, ids["input_ids"].shape[1] :], skip_special_tokens=True)
 
     def __enter__(self):
         self.thread.start()
