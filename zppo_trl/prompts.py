@@ -175,7 +175,9 @@ def normalize_bcq_pair(
     to whatever the teacher returned, compressed or not): both get the same treatment, in this order: `<think>` blocks
     stripped (`strip_think`), sanitised, cut to `max_tokens` tokens, then the longer cut to the shorter's length in
     characters. Every cut keeps the head and the final answer and joins them with `BCQ_SEAM`, no visible mark, so
-    "the longer one", "the shorter one" and "the one with a cut mark" are each right half of the time. Ours: the
+    length tells nothing. A limit: only the longer candidate is cut, so where the correct solution is nearly always
+    the longer one (the benchmark's carry task: the right procedure has more steps), a reader who spots the seam (a
+    sentence broken by a line break) can pick it; cutting both would cost the shorter one content. Ours: the
     common length is never below what the correct candidate's (`first`'s) final answer needs (`answer_tail`): a wrong
     rollout of a few characters ("10") would otherwise cut the correct answer out, leaving two wrong candidates; the
     lengths then differ (`build_hint_prompt` avoids that by preferring a long enough wrong rollout).
