@@ -17,8 +17,9 @@ def torchrun(*script_args):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            os.path.join(HERE, "multiprocess_train.py"), *map(str, script_args)]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    # matched in lower case: torch's libuv store writes "address already in use", older launchers capitalise it
     launcher_fault = ("address already in use", "eaddrinuse", "rendezvousconnectionerror", "distnetworkerror",
-                      "connection reset by peer")  # fmt: skip  (torch's libuv store writes them in lower case)
+                      "connection reset by peer")  # fmt: skip
     if result.returncode != 0 and any(f in result.stderr.lower() for f in launcher_fault):
         # a port or rendezvous fault of the launcher, not of ZPPO: try once more, and say so if it fails again
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -125,8 +125,8 @@ def test_a_server_teacher_call_stops_within_its_time_budget():
         start = time.monotonic()
         call = solutions_for(teacher, ROWS * 3)
         elapsed = time.monotonic() - start
-    # 2 requests (0.4 s each, 0.2 s back-off) spend the 1 s budget; the other 5 questions fail without a request,
-    # not 6 questions x 11 attempts x 0.4 s; the time bound is loose, for a loaded machine; the request count is the tight check
+    # 2 requests (0.4 s each, 0.2 s back-off) spend the 1 s budget and the other 5 questions fail without one, not
+    # 6 questions x 11 attempts x 0.4 s; the request count is the tight check, the time bound a loose one for load
     assert call.failures == 6 and server.requests <= 3 and elapsed < 5
     assert any("time budget" in e for e in teacher.last_errors)
 
