@@ -16,8 +16,9 @@ Families, by the true carries (all three use the same procedure):
   misconception), so the pretrained student never solves a far question plain under `min_p`. (Measured in the
   five-seed run: plain RL still reaches far questions, by transfer from the rewarded tens carries; docs/measurements.md.)
 
-The right procedure is always longer than a wrong one (its `+1`s), so the library's equal-length BCQ normalisation
-always cuts the right candidate: on this task "the cut candidate" is a cue to the right one (docs/measurements.md).
+The right procedure is always longer than a wrong one (its `+1`s). Both BCQ candidates are shown whole (the results
+recorded before whole candidates were the default used the equal-length cut, which always cut the right candidate
+here, a cue to it: docs/measurements.md).
 
 Pretraining (in the benchmark, per seed) starts with `PLAIN_WARMUP_SHARE` of its steps on plain questions only (cheap
 rows: the column sums are learned there), then mixes plain questions of the three families, labelled with the student's

@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from zppo_trl.demo_tasks import FAMILIES, generate
 from zppo_trl.models import embedded_model_path
-from zppo_trl.prompts import append_to_prompt, build_hint_prompt
+from zppo_trl.prompts import HintNotBuilt, append_to_prompt, build_hint_prompt
 from zppo_trl.rewards import answer_extractor, final_answer_reward
 
 INSTRUCTION = "Put the final answer in \\boxed{}, for example \\boxed{7}."
@@ -63,11 +63,14 @@ def probe_family(model, tokenizer, family, args) -> dict:
         if not wrong:
             continue
         rng = random.Random(f"{args.seed}-{family}-{i}")
-        prompt = build_hint_prompt(
-            "bcq", question, wrong, rng, correct=task.solution, instruction=args.instruction,
-            max_prompt_tokens=args.hint_prompt_max_tokens, max_candidate_tokens=args.candidate_max_tokens,
-            count_tokens=count, extract_answer=answer_extractor(final_answer_reward),
-        )  # fmt: skip
+        try:
+            prompt = build_hint_prompt(
+                "bcq", question, wrong, rng, correct=task.solution, instruction=args.instruction,
+                max_prompt_tokens=args.hint_prompt_max_tokens, max_candidate_tokens=args.candidate_max_tokens,
+                count_tokens=count, extract_answer=answer_extractor(final_answer_reward),
+            )  # fmt: skip
+        except HintNotBuilt:  # every wrong rollout blank: the trainer would build no BCQ either
+            continue
         hinted.append(prompt)
         hinted_golds.append(golds[i])
     bcq_scores = []

@@ -10,7 +10,7 @@ from datasets import Dataset
 from zppo_trl.prompts import (
     NCQ_NO_ANSWER,
     completion_text,
-    normalize_bcq_pair,
+    prepare_candidate,
     prompt_text,
     sanitize_candidate,
 )
@@ -87,9 +87,9 @@ def test_hint_prompts_never_call_an_answer_wrong_that_the_reward_scores_correct(
         solution = dataset[hint["id"]]["solution"]  # prompt_id i is row i
         wrong = [r["completion"] for r in plain if (r["step"], r["id"]) == (hint["step"], hint["id"])
                  and r["score"] == 0.0]  # fmt: skip
-        # the pair as build_bcq_hint renders it (alike in form) for the wrong rollout that was drawn
-        pairs = [normalize_bcq_pair(solution, w, trainer.args.candidate_max_tokens, trainer._count_tokens)
-                 for w in wrong]  # fmt: skip
+        # the pair as build_bcq_hint renders it (each prepared alike) for the wrong rollout that was drawn
+        prepare = lambda text: prepare_candidate(text, trainer.args.candidate_max_tokens, trainer._count_tokens)
+        pairs = [(prepare(solution), prepare(w)) for w in wrong]
         drawn = [pair for pair in pairs if sorted(pair) == sorted(candidates)]
         assert drawn, "one of the question's wrong rollouts of that round is the wrong candidate"
         assert reward.score(drawn[0][1], hint["answer"]) == 0.0  # and the reward scores it wrong as shown

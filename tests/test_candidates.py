@@ -1,8 +1,11 @@
-"""BCQ candidates give nothing away by form (issue 11.10): over many BCQ prompts built from generated pairs, shaped
-like real ones (short or long teacher references, a model teacher's `<think>` samples, long student rollouts with and
-without `<think>`, some cut before their answer), "pick the longer", "pick the shorter" and "pick the one with a
-marker" each find the correct candidate half of the time, while they do far better on the same pairs left as they
-were before the normalisation."""
+"""BCQ candidates as the student sees them.
+
+By default both are shown whole (the teacher's reasoning is the content BCQ exists to show), prepared alike
+(`<think>` stripped, sanitised, cut only when over budget, head and final answer kept), and a blank wrong rollout is
+never one. With `match_lengths=True` (the model-free cue remover, off by default) form gives nothing away: over many
+BCQ prompts built from generated pairs shaped like real ones (short or long teacher references, a model teacher's
+`<think>` samples, long student rollouts with and without `<think>`, some cut before their answer), "pick the
+longer", "pick the shorter" and "pick the one with a marker" each find the correct candidate half of the time."""
 
 import random
 import re
@@ -11,8 +14,9 @@ import pytest
 
 from zppo_trl.prompts import (
     TRUNCATION_MARK,
+    HintNotBuilt,
     build_hint_prompt,
-    normalize_bcq_pair,
+    match_candidate_lengths,
     sanitize_candidate,
     strip_think,
     truncate_keep_answer,
@@ -71,13 +75,13 @@ def _hit_rates(pairs: list[list[str]], correct_index: list[int]) -> dict[str, fl
     return {name: sum(rule(c) == i for c, i in zip(pairs, correct_index)) / len(pairs) for name, rule in RULES.items()}
 
 
-def test_form_rules_find_the_correct_bcq_candidate_half_of_the_time():
+def test_with_matched_lengths_form_rules_find_the_correct_bcq_candidate_half_of_the_time():
     rng = random.Random(0)
     built, truth, before, before_truth = [], [], [], []
     for n in range(PAIRS):
         question, gold, correct, wrong = _pair(rng)
         prompt = build_hint_prompt("bcq", question, [wrong], random.Random(n), correct=correct,
-                                   max_prompt_tokens=1024, max_candidate_tokens=512)  # fmt: skip
+                                   max_prompt_tokens=1024, max_candidate_tokens=512, match_lengths=True)  # fmt: skip
         candidates = _candidates(prompt)
         assert len(candidates) == 2
         index = [f"\\boxed{{{gold}}}" in c for c in candidates]
@@ -114,11 +118,88 @@ def test_strip_think(text, expected):
     assert strip_think(text) == expected
 
 
-def test_normalised_pair_keeps_heads_and_final_answers_within_the_budget():
+def test_matched_lengths_keep_heads_and_final_answers_within_the_budget():
     short = "2 + 2 = 4. The answer is \\boxed{4}."
     long = "<think>" + "hmm " * 500 + "</think>Start of my answer. " + "step " * 300 + "So \\boxed{5}."
-    a, b = normalize_bcq_pair(short, long, max_tokens=64)
+    a, b = match_candidate_lengths(short, long, max_tokens=64)
     assert a == short and len(b) == len(short)
     assert b.startswith("Start of") and b.endswith("\\boxed{5}.") and "<think>" not in b
-    a, b = normalize_bcq_pair(long, long.replace("5", "6"), max_tokens=24, count_tokens=len)
+    a, b = match_candidate_lengths(long, long.replace("5", "6"), max_tokens=24, count_tokens=len)
     assert len(a) == len(b) <= 24 and a.endswith("\\boxed{5}.") and b.endswith("\\boxed{6}.")
+
+
+def _bcq_candidates(correct, wrong, seed=0, **kwargs):
+    prompt = build_hint_prompt("bcq", "What is 347 + 285?", wrong, random.Random(seed), correct=correct,
+                               count_tokens=len, **kwargs)  # fmt: skip
+    return _candidates(prompt)
+
+
+WORKED = "Units: 7 + 5 = 12, write 2 carry 1. Tens: 4 + 8 + 1 = 13, write 3 carry 1. Hundreds: 3 + 2 + 1 = 6. So 632."
+
+
+def test_the_teachers_reasoning_is_shown_whole_however_short_the_wrong_rollout():
+    # the audit's case: a one-line wrong answer used to cut the worked solution down to its own length
+    for wrong in ["47 + 35 = 72", "The answer is 71.", "5", "7+5=12,4+8=12,3+2=5#522"]:
+        for seed in range(4):
+            candidates = _bcq_candidates(WORKED, [wrong], seed)
+            assert sorted(candidates) == sorted([WORKED, wrong]), candidates
+
+
+def test_the_teachers_reasoning_survives_think_tags_and_the_default_budget():
+    sample = "<think>" + "let me see " * 40 + "</think>" + WORKED
+    assert WORKED in _bcq_candidates(sample, ["wrong: 522"])  # the answer part after </think>, whole
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("Start. " + "filler " * 300 + "so \\boxed{632}.", "\\boxed{632}"),
+        ("Start. " + "filler " * 300 + "so the sum is 632.", "632"),  # unboxed: the last number
+        ("7+5=12," * 60 + "#632", "632"),  # a written-out procedure
+        ("Start. " + "filler " * 300 + "\\boxed{632} " + "and then more words " * 80, "\\boxed{632}"),
+    ],
+)
+def test_every_cut_keeps_the_head_and_the_final_answer(text, answer):
+    for budget in (24, 40, 100, 300):
+        for mark in (TRUNCATION_MARK, "\n"):
+            cut = truncate_keep_answer(text, budget, len, mark=mark)
+            assert len(cut) <= budget and answer in cut and cut.startswith(text[:3]), (budget, cut)
+
+
+def test_a_long_candidate_is_cut_only_over_its_budget_and_keeps_its_answer():
+    long_wrong = "Let me think. " + "I add the columns. " * 100 + "So the answer is 522."
+    candidates = _bcq_candidates(WORKED, [long_wrong], max_candidate_tokens=200)
+    assert WORKED in candidates  # within its budget: whole
+    (cut,) = [c for c in candidates if c != WORKED]
+    assert len(cut) <= 200 and cut.startswith("Let me think.") and cut.endswith("522.")
+
+
+@pytest.mark.parametrize("blank", ["", "   \n\t", "<think></think>", "<think>\n</think>  ", "<candidate>\n\n</candidate>",
+                                   "<|im_end|>"])  # fmt: skip
+def test_a_blank_wrong_rollout_is_never_a_candidate(blank):
+    for seed in range(6):
+        candidates = _bcq_candidates(WORKED, [blank, "wrong: 522"], seed)
+        assert sorted(candidates) == sorted([WORKED, "wrong: 522"])
+    with pytest.raises(HintNotBuilt) as err:
+        _bcq_candidates(WORKED, [blank, "  "])
+    assert err.value.reason == "no_usable_wrong_rollout"
+    with pytest.raises(HintNotBuilt):
+        build_hint_prompt("ncq", "What is 2 + 2?", [blank], random.Random(0), count_tokens=len)
+    ncq = build_hint_prompt("ncq", "What is 2 + 2?", [blank, "5"], random.Random(0), count_tokens=len)
+    assert _candidates(ncq) == ["5"]
+
+
+def test_a_blank_teacher_solution_and_a_question_with_no_room_are_reasons_too():
+    with pytest.raises(HintNotBuilt) as err:
+        _bcq_candidates("<think> </think>", ["wrong: 522"])
+    assert err.value.reason == "no_usable_solution"
+    with pytest.raises(HintNotBuilt) as err:
+        build_hint_prompt("bcq", "x" * 500, ["w 1"], random.Random(0), correct="c 2", max_prompt_tokens=520,
+                          count_tokens=len)  # fmt: skip
+    assert err.value.reason == "no_room"
+
+
+def test_a_short_prompt_budget_keeps_the_shorter_candidate_whole():
+    long_wrong = "I add. " * 200 + "So 522."
+    candidates = _bcq_candidates(WORKED, [long_wrong], max_prompt_tokens=600, max_candidate_tokens=512)
+    assert WORKED in candidates and sum(map(len, candidates)) < 600

@@ -11,11 +11,13 @@ from zppo_trl.prompts import (
     BCQ_TEMPLATE,
     NCQ_TEMPLATE,
     TRUNCATION_MARK,
+    HintNotBuilt,
     append_to_prompt,
     build_bcq_hint,
     build_hint_prompt,
     build_ncq_hint,
     extract_boxed,
+    is_blank_candidate,
     sanitize_candidate,
     truncate_keep_answer,
 )
@@ -144,8 +146,8 @@ def test_no_candidate_text_changes_the_bcq_structure(correct, wrong, seed, budge
 @given(wrong=st.lists(pieces, min_size=1, max_size=5), budget=st.integers(200, 2000))
 def test_no_wrong_rollout_changes_the_ncq_structure_or_exceeds_the_budget(wrong, budget):
     hint = build_ncq_hint(wrong, max_candidate_tokens=120, max_hint_tokens=budget, count_tokens=chars)
-    distinct = len(dict.fromkeys(wrong))
-    assert 1 <= blocks(hint) <= distinct and hint.count("\n</candidate>") == blocks(hint)
+    usable = len(dict.fromkeys(w for w in wrong if not is_blank_candidate(w)))  # blank rollouts are never shown
+    assert min(1, usable) <= blocks(hint) <= usable and hint.count("\n</candidate>") == blocks(hint)
     assert hint.count("all WRONG") == 1 and "<|im_end|>" not in hint
 
 
@@ -164,10 +166,14 @@ def test_a_whole_hint_prompt_keeps_its_structure_and_budget(question, correct, w
     from zppo_trl.prompts import build_hint_prompt, prompt_text
 
     q = [{"role": "user", "content": question}] if chat else question
-    prompt = build_hint_prompt(kind, q, wrong, random.Random(0), correct=correct, instruction="Box it.",
-                               max_prompt_tokens=budget, max_candidate_tokens=200, count_tokens=chars)  # fmt: skip
-    if prompt is None:  # only when the question and the template sentences leave no room for candidates
-        assert len(sanitize_candidate(question)) + 400 > budget
+    try:
+        prompt = build_hint_prompt(kind, q, wrong, random.Random(0), correct=correct, instruction="Box it.",
+                                   max_prompt_tokens=budget, max_candidate_tokens=200, count_tokens=chars)  # fmt: skip
+    except HintNotBuilt as err:  # blank candidates, or no room left by the question and the template sentences
+        if err.reason == "no_room":
+            assert len(sanitize_candidate(question)) + 400 > budget
+        else:
+            assert all(map(is_blank_candidate, wrong)) or (kind == "bcq" and is_blank_candidate(correct))
         return
     text = prompt_text(prompt)
     assert len(text) <= budget and text.endswith("Box it.")
@@ -179,17 +185,17 @@ def test_a_whole_hint_prompt_keeps_its_structure_and_budget(question, correct, w
 
 
 def test_a_short_wrong_rollout_never_cuts_the_correct_answer_out_of_a_bcq_prompt():
-    """Real SmolLM2 rollouts can be a few characters ("36.67"): cutting the teacher's candidate to that length left
-    two wrong candidates. The correct one keeps its final answer; a long enough wrong rollout is preferred."""
+    """Real SmolLM2 rollouts can be a few characters ("36.67"). By default both candidates are whole; with matched
+    lengths the correct one keeps its final answer and a long enough wrong rollout is preferred."""
     correct = "63 + 43 = 106. The answer is \\boxed{106}."
     question = [{"role": "user", "content": "What is 63 + 43?"}]
     alone = build_hint_prompt("bcq", question, ["36.67"], random.Random(0), correct=correct, count_tokens=chars)
-    assert "\\boxed{106}" in alone[0]["content"] and "36.67" in alone[0]["content"]
+    assert correct in alone[0]["content"] and "36.67" in alone[0]["content"]
     rollouts = ["36.67", "10", "63 + 43 = 163, I added the tens twice"]
     # whatever the draw, the long enough rollout is the wrong candidate: same length, answer kept
     for seed in range(10):
         prompt = build_hint_prompt("bcq", question, rollouts, random.Random(seed), correct=correct,
-                                   count_tokens=chars)  # fmt: skip
+                                   count_tokens=chars, match_lengths=True)  # fmt: skip
         candidates = re.findall(r"<candidate>\n(.*?)\n</candidate>", prompt[0]["content"], flags=re.DOTALL)
         assert "163" in "".join(candidates) and any("\\boxed{106}" in c for c in candidates)
         assert len(candidates[0]) == len(candidates[1])

@@ -45,6 +45,12 @@ class ZPPOConfig(GRPOConfig):
             Token budget of one candidate inside a hint prompt; longer ones keep their head and final answer.
         hint_prompt_max_tokens (`int`, *optional*, defaults to `4096`):
             Token budget of a whole hint prompt (question + candidates); the paper's maximum prompt length.
+        bcq_match_lengths (`bool`, *optional*, defaults to `False`):
+            Cut the longer BCQ candidate to the shorter one's length, a model-free way to hide which is correct by
+            length. Off by default: it is not the paper's method (the paper has the teacher compress both,
+            `teacher_compress`), and where the teacher's worked solution is the longer one it cuts the reasoning
+            out, the content BCQ exists to show. Both candidates are otherwise shown whole, each cut only when over
+            `candidate_max_tokens` (head and final answer kept).
         answer_format_instruction (`str`, *optional*):
             Sentence appended to every plain and hint prompt (and at evaluation); `None` appends nothing. The
             paper's sentence is `zppo_trl.ANSWER_FORMAT_INSTRUCTION`; pass `"paper"` to use it.
@@ -170,6 +176,13 @@ class ZPPOConfig(GRPOConfig):
     hint_prompt_max_tokens: int = field(
         default=4096,
         metadata={"help": "Token budget of a whole hint prompt (question plus candidates)."},
+    )
+    bcq_match_lengths: bool = field(
+        default=False,
+        metadata={
+            "help": "Cut the longer BCQ candidate to the shorter one's length (a model-free cue remover that cuts the "
+            "teacher's reasoning out; not the paper's). False: both candidates whole, each within candidate_max_tokens."
+        },
     )
     answer_format_instruction: str | None = field(
         default=None,

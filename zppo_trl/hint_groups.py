@@ -11,7 +11,7 @@ from accelerate.utils import broadcast_object_list
 
 from .baselines import build_answer_hint_prompt, build_prefix_prompt, solution_prefix
 from .hints import HardVisit, fit_to_unit, plan_hints, rank_hard
-from .prompts import build_hint_prompt
+from .prompts import HintNotBuilt, build_hint_prompt
 from .replay import ratio_count, round_rng
 from .teachers import solutions_for
 
@@ -38,9 +38,13 @@ class HintGroupsMixin:
             plan = [(args.hint_type, v) for v, s in zip(ranked, solutions) if s][:slots]
         by_id = {v.prompt_id: s for v, s in zip(ranked, solutions)}
         plan = self._compress_wrong_candidates(plan)
-        rows = [(kind, self._hint_row(kind, visit, by_id[visit.prompt_id])) for kind, visit in plan]
-        self._unbuilt_hints = sum(row is None for _, row in rows)
-        return fit_to_unit([(kind, row) for kind, row in rows if row is not None], unit), failures
+        rows = []
+        for kind, visit in plan:
+            try:
+                rows.append((kind, self._hint_row(kind, visit, by_id[visit.prompt_id])))
+            except HintNotBuilt as err:  # this question gets no such hint this round; counted per reason
+                self._unbuilt_hints[err.reason] += 1
+        return fit_to_unit(rows, unit), failures
 
     def _compress_wrong_candidates(self, plan: list[tuple[str, HardVisit]]) -> list[tuple[str, HardVisit]]:
         """With a compressing teacher (`teacher_compress`), the student's wrong rollouts are rewritten by the same
@@ -83,10 +87,9 @@ class HintGroupsMixin:
             self._teacher_warned = True
         return solutions, failures
 
-    def _hint_row(self, kind: str, visit: HardVisit, solutions: list[str]) -> dict | None:
+    def _hint_row(self, kind: str, visit: HardVisit, solutions: list[str]) -> dict:
         """One hint model-input row: BCQ or NCQ (built in `prompts.build_hint_prompt`), or a baseline's (built in
-        `baselines.py`); None when it cannot be built (no room for candidates within `hint_prompt_max_tokens`, or
-        no sentence of the solution is free of the answer)."""
+        `baselines.py`). Raises `prompts.HintNotBuilt` with its reason when it cannot be built."""
         args = self.args
         rng = round_rng(args.seed, self._zppo_round, kind, visit.prompt_id)
         if kind in ("hint", "prefix"):
@@ -95,19 +98,19 @@ class HintGroupsMixin:
             kind, visit.row["prompt"], visit.wrong_completions, rng,
             correct=rng.choice(solutions) if kind == "bcq" else None, instruction=args.answer_format_instruction,
             max_prompt_tokens=args.hint_prompt_max_tokens, max_candidate_tokens=args.candidate_max_tokens,
-            count_tokens=self._count_tokens, extract_answer=self._extract_answer,
+            count_tokens=self._count_tokens, extract_answer=self._extract_answer, match_lengths=args.bcq_match_lengths,
         )  # fmt: skip
-        if prompt is None:
-            return None
         # the instruction is already in the prompt
         return {**visit.row, "prompt_id": visit.prompt_id, "prompt": prompt, "zppo_kind": kind}
 
-    def _baseline_row(self, kind: str, visit: HardVisit, solution: str) -> dict | None:
+    def _baseline_row(self, kind: str, visit: HardVisit, solution: str) -> dict:
         row, instruction = visit.row, self.args.answer_format_instruction
         extra = {"prompt_id": visit.prompt_id, "zppo_kind": kind}
         if kind == "hint":
             prompt = build_answer_hint_prompt(row["prompt"], solution, str(row.get("answer", "")), instruction)
-            return None if prompt is None else {**row, **extra, "prompt": prompt}
+            if prompt is None:
+                raise HintNotBuilt("no_answer_free_hint", "every sentence of the solution states the answer")
+            return {**row, **extra, "prompt": prompt}
         prefix = solution_prefix(solution, self.args.prefix_fraction, self._tokenize, self._tokenizer.decode)
         return self._prefix_row(row, visit.prompt_id, kind, prefix)
 

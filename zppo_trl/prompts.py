@@ -5,11 +5,14 @@
 - **NCQ** (negative-choice question): the question, the deduplicated wrong final answers ("all WRONG") and the wrong
   reasoning traces.
 
-Every candidate is *sanitised* (text that looks like the template's own tags or sentences, or like a chat special
-token, is neutralised so that it cannot change the prompt's structure) and *cut* to a token budget keeping its head
-and its final answer (ours: the middle is replaced by `TRUNCATION_MARK`). The two BCQ candidates are moreover made
-alike in form (`normalize_bcq_pair`), so that neither length, a `<think>` block nor a cut mark tells the correct one
-from the wrong one. The templates are module constants and can be overridden per call.
+Every candidate is prepared the same way (`prepare_candidate`): `<think>` blocks stripped, *sanitised* (text that
+looks like the template's own tags or sentences, or like a chat special token, is neutralised so that it cannot
+change the prompt's structure), and *cut* only when it is over its token budget, keeping its head and its final
+answer. An empty, whitespace-only or tag-only rollout is never a candidate. Both BCQ candidates are shown whole: the
+teacher's reasoning is the content BCQ exists to show. The paper makes the two alike in style by having the teacher
+compress both (`COMPRESSION_TEMPLATE`, `ZPPOConfig.teacher_compress`); `match_candidate_lengths` is a model-free
+alternative, off by default, that cuts the longer one to the other's length. A hint that cannot be built raises
+`HintNotBuilt` with a reason the trainer counts. The templates are module constants and can be overridden per call.
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ def _default_counter(text: str) -> int:
 # answers
 
 
-def extract_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` in `text`, with nested braces balanced; None if there is none or it is
-    unterminated (a truncated completion)."""
+def _last_boxed(text: str) -> tuple[int, int] | None:
+    """`(start, end)` of the last complete `\\boxed{...}` in `text`, nested braces balanced; None if there is none
+    (an unterminated last one, as in a truncated completion, falls back to an earlier one)."""
     start = text.rfind("\\boxed{")
     while start != -1:
         i, depth = start + len("\\boxed{"), 1
@@ -70,9 +73,16 @@ def extract_boxed(text: str) -> str | None:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            return text[start + len("\\boxed{") : i - 1].strip()
-        start = text.rfind("\\boxed{", 0, start)  # unterminated: try an earlier one
+            return start, i
+        start = text.rfind("\\boxed{", 0, start)
     return None
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` in `text`, with nested braces balanced; None if there is none or it is
+    unterminated (a truncated completion)."""
+    span = _last_boxed(text)
+    return text[span[0] + len("\\boxed{") : span[1] - 1].strip() if span else None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -105,6 +115,25 @@ def sanitize_candidate(text: str, templates: Sequence[str] = (BCQ_TEMPLATE, NCQ_
     return _SPECIAL_TOKEN.sub(lambda m: f"<| {m.group(1).strip()} |>", text)
 
 
+_LAST_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
+
+
+def final_answer_span(text: str) -> tuple[int, int] | None:
+    """Where a candidate's final answer is: its last complete `\\boxed{...}`, else its last number; None when it has
+    neither. The one rule both for keeping the answer in a cut and for reserving room for it."""
+    span = _last_boxed(text)
+    if span is not None:
+        return span
+    numbers = list(_LAST_NUMBER.finditer(text))
+    return (numbers[-1].start(), numbers[-1].end()) if numbers else None
+
+
+def answer_tail(text: str) -> str:
+    """A candidate's final answer and what follows it (`final_answer_span`); "" when it has no answer."""
+    span = final_answer_span(text)
+    return text[span[0] :] if span else ""
+
+
 def truncate_keep_answer(
     text: str,
     max_tokens: int,
@@ -112,23 +141,32 @@ def truncate_keep_answer(
     mark: str = TRUNCATION_MARK,
     answer_share: float = 0.5,
 ) -> str:
-    """Cut `text` to at most `max_tokens` tokens, keeping its head and its tail (where the final answer is).
+    """Cut `text` to at most `max_tokens` tokens, keeping its head and its final answer.
 
-    Ours (the paper compresses with the teacher model instead): the last `\\boxed{}` and what follows it are kept
-    whole when they fit in `answer_share` of the budget (half by default); the rest of the budget goes to the head.
-    The middle is replaced by `mark` (`TRUNCATION_MARK` by default). Token counts are measured with `count_tokens`,
-    so the result fits the real tokenizer.
+    Ours (the paper compresses with the teacher model instead): the final answer (`final_answer_span`: the last
+    `\\boxed{}`, else the last number) and what follows it are kept whole when they fit in `answer_share` of the
+    budget (half by default); when what follows is too long, the answer and as much of what follows as fits (the
+    answer itself whenever it fits the budget at all); the rest of the budget goes to the head. The middle is replaced by `mark` (`TRUNCATION_MARK` by default). Token counts are
+    measured with `count_tokens`, so the result fits the real tokenizer.
     """
     if count_tokens(text) <= max_tokens:
         return text
     budget = max_tokens - count_tokens(mark)
     if budget <= 0:
         return ""
-    box = text.rfind("\\boxed{")
-    tail = text[box:] if box != -1 else ""
-    if not tail or count_tokens(tail) > int(budget * answer_share):
+    room = int(budget * answer_share)
+    span = final_answer_span(text)
+    tail_start, tail = len(text), ""
+    if span and count_tokens(text[span[0] : span[1]]) <= budget:  # the answer is kept even past its share
+        answer = text[span[0] : span[1]]
+        room = max(room, count_tokens(answer))
+        tail_start, tail = span[0], text[span[0] :]
+        if count_tokens(tail) > room:  # the answer, and as much of what follows it as fits
+            tail = answer + _take_head(text[span[1] :], room - count_tokens(answer), count_tokens)
+    if not tail:  # no answer, or one longer than its share: the end of the text
         tail = _take_tail(text, budget // 2, count_tokens)
-    head = _take_head(text[: len(text) - len(tail)], budget - count_tokens(tail), count_tokens)
+        tail_start = len(text) - len(tail)
+    head = _take_head(text[:tail_start], budget - count_tokens(tail), count_tokens)
     out = head + mark + tail
     # token counts of concatenations can exceed the sum of the parts by a token or two at the seams
     while count_tokens(out) > max_tokens and head:
@@ -138,6 +176,8 @@ def truncate_keep_answer(
 
 
 def _take_head(text: str, max_tokens: int, count_tokens: TokenCounter) -> str:
+    if max_tokens <= 0:
+        return ""
     lo, hi = 0, len(text)  # binary search on characters: the longest prefix that fits
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -166,24 +206,34 @@ def strip_think(text: str) -> str:
     return after or _THINK_TAG.sub("", text).strip()
 
 
-def normalize_bcq_pair(
+def is_blank_candidate(text: str) -> bool:
+    """Whether a rollout has nothing to show as a candidate: empty, whitespace only, or only tags (`<think>`,
+    `<candidate>`, chat special tokens). Such a rollout would show the reader an empty block next to a real one."""
+    for pattern in (_THINK_TAG, _TAG, _SPECIAL_TOKEN):
+        text = pattern.sub("", text)
+    return not text.strip()
+
+
+def prepare_candidate(
+    text: str, max_tokens: int, count_tokens: TokenCounter = _default_counter, mark: str = BCQ_SEAM
+) -> str:
+    """A rollout or a teacher solution as a hint prompt shows it: `<think>` blocks stripped (`strip_think`),
+    sanitised, and cut only when it is over `max_tokens` (head and final answer kept, joined by `mark`)."""
+    return truncate_keep_answer(sanitize_candidate(strip_think(text)), max_tokens, count_tokens, mark=mark)
+
+
+def match_candidate_lengths(
     first: str, second: str, max_tokens: int, count_tokens: TokenCounter = _default_counter
 ) -> tuple[str, str]:
-    """The two BCQ candidates made alike in form, so that only their content tells which one is correct.
+    """Optional (`ZPPOConfig.bcq_match_lengths`, off by default): the two prepared BCQ candidates cut to the same
+    length in characters, a model-free way to take length away as a cue.
 
-    Ours (the paper rewrites both with the teacher's compression prompt; this is the model-free equivalent, applied
-    to whatever the teacher returned, compressed or not): both get the same treatment, in this order: `<think>` blocks
-    stripped (`strip_think`), sanitised, cut to `max_tokens` tokens, then the longer cut to the shorter's length in
-    characters. Every cut keeps the head and the final answer and joins them with `BCQ_SEAM`, no visible mark, so
-    length tells nothing. A limit: only the longer candidate is cut, so where the correct solution is nearly always
-    the longer one (the benchmark's carry task: the right procedure has more steps), a reader who spots the seam (a
-    sentence broken by a line break) can pick it; cutting both would cost the shorter one content. Ours: the
-    common length is never below what the correct candidate's (`first`'s) final answer needs (`answer_tail`): a wrong
-    rollout of a few characters ("10") would otherwise cut the correct answer out, leaving two wrong candidates; the
-    lengths then differ (`build_hint_prompt` avoids that by preferring a long enough wrong rollout).
+    It is a cue remover, not the paper's method: only the longer candidate is cut, and where that is nearly always
+    the teacher's worked solution its reasoning is what goes (for a one-line answer the cut costs little; for a
+    written-out procedure it removes the procedure). The common length is never below what `first`'s (the correct
+    candidate's) final answer needs (`_answer_room`), so the answer survives; the lengths then differ.
     """
-    pair = [sanitize_candidate(strip_think(t)) for t in (first, second)]
-    pair = [truncate_keep_answer(t, max_tokens, count_tokens, mark=BCQ_SEAM) for t in pair]
+    pair = [prepare_candidate(t, max_tokens, count_tokens) for t in (first, second)]
     length = max(min(len(t) for t in pair), _answer_room(pair[0]))
     while True:
         pair = [truncate_keep_answer(t, length, len, mark=BCQ_SEAM, answer_share=1.0) for t in pair]
@@ -192,22 +242,27 @@ def normalize_bcq_pair(
         length = int(length * 0.9)
 
 
-_LAST_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
-
-
-def answer_tail(text: str) -> str:
-    """A candidate's final answer and what follows it: from its last `\\boxed{`, else from its last number."""
-    box = text.rfind("\\boxed{")
-    if box != -1:
-        return text[box:]
-    numbers = list(_LAST_NUMBER.finditer(text))
-    return text[numbers[-1].start() :] if numbers else ""
-
-
 def _answer_room(text: str) -> int:
-    # characters a BCQ cut must keep so that `truncate_keep_answer(..., mark=BCQ_SEAM, answer_share=1.0)` keeps the tail
+    # characters a cut must keep so that `truncate_keep_answer(..., mark=BCQ_SEAM, answer_share=1.0)` keeps the answer
     tail = answer_tail(text)
     return len(tail) + len(BCQ_SEAM) if tail else 0
+
+
+class HintNotBuilt(ValueError):
+    """A hint prompt that cannot be built for one question; `reason` (one of `HINT_NOT_BUILT_REASONS`) says why. The
+    trainer counts it per reason (`zppo/hints_not_built/<reason>`) and the question gets no such hint this round."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+HINT_NOT_BUILT_REASONS = (
+    "no_usable_wrong_rollout",  # every wrong rollout is empty, whitespace or tags only
+    "no_usable_solution",  # the teacher's solution is empty, whitespace or tags only
+    "no_room",  # the question and the template leave no room for candidates within `hint_prompt_max_tokens`
+    "no_answer_free_hint",  # the Hint baseline: every sentence of the solution states the answer
+)
 
 
 def _candidate_blocks(candidates: Sequence[str]) -> str:
@@ -222,16 +277,24 @@ def build_bcq_hint(
     correct: str,
     wrong: str,
     rng: random.Random,
-    max_candidate_tokens: int = 512,
+    max_candidate_tokens: int | tuple[int, int] = 512,
     count_tokens: TokenCounter = _default_counter,
     template: str = BCQ_TEMPLATE,
+    match_lengths: bool = False,
 ) -> str:
     """The BCQ text appended after the question: the template sentence and two candidates in random order.
 
-    The candidates are anonymised (no labels: only their order, drawn from `rng`, differs) and alike in form
-    (`normalize_bcq_pair`: no `<think>` block, the same length, no cut mark), each within `max_candidate_tokens`.
+    The candidates are anonymised (no labels: only their order, drawn from `rng`, differs) and prepared alike
+    (`prepare_candidate`: no `<think>` block, sanitised, cut only when over budget, head and final answer kept).
+    `max_candidate_tokens` is one budget for both, or a `(correct, wrong)` pair. `match_lengths` cuts the longer to
+    the other's length (`match_candidate_lengths`, a model-free cue remover; off by default, the paper's way is to
+    have the teacher compress both).
     """
-    pair = list(normalize_bcq_pair(correct, wrong, max_candidate_tokens, count_tokens))
+    budgets = max_candidate_tokens if isinstance(max_candidate_tokens, tuple) else (max_candidate_tokens,) * 2
+    if match_lengths:
+        pair = list(match_candidate_lengths(correct, wrong, min(budgets), count_tokens))
+    else:
+        pair = [prepare_candidate(text, budget, count_tokens) for text, budget in zip((correct, wrong), budgets)]
     rng.shuffle(pair)
     return f"{template}\n{_candidate_blocks(pair)}"
 
@@ -247,11 +310,13 @@ def build_ncq_hint(
     """The NCQ text appended after the question: the deduplicated wrong final answers and the wrong traces.
 
     `extract_answer` reads each wrong rollout's final answer (default: its last `\\boxed{}`); pass the correctness
-    reward's extractor (`rewards.answer_extractor`). Ours: rollouts it reads no answer in (e.g. a truncated
-    `\\boxed{`) add nothing to the list but still appear as a trace; identical traces are listed once; traces are
+    reward's extractor (`rewards.answer_extractor`). Ours: blank rollouts (`is_blank_candidate`) are left out;
+    rollouts it reads no answer in (e.g. a truncated `\\boxed{`) add nothing to the list but still appear as a trace;
+    identical traces are listed once; traces are
     added in the given order while the whole hint fits `max_hint_tokens` (at least one trace is always kept, cut to
     fit).
     """
+    wrong_rollouts = [text for text in wrong_rollouts if not is_blank_candidate(text)]
     answers: list[str] = []
     for text in wrong_rollouts:
         answer = extract_answer(text)
@@ -300,49 +365,78 @@ def build_hint_prompt(
     max_candidate_tokens: int = 512,
     count_tokens: TokenCounter = _default_counter,
     extract_answer: AnswerExtractor = extract_boxed,
-) -> Any | None:
+    match_lengths: bool = False,
+) -> Any:
     """The whole BCQ (`kind="bcq"`, needs `correct`) or NCQ prompt: question, hint, then `instruction`, within
-    `max_prompt_tokens` (counted on the text, chat-template tokens aside). None when the question leaves no room.
+    `max_prompt_tokens` (counted on the text, chat-template tokens aside). Raises `HintNotBuilt` with its reason when
+    no wrong rollout (or no teacher solution) is usable, or the question leaves no room for candidates.
 
     The question is sanitised too (only in the hint prompt), so text in it cannot pose as candidate structure. For
-    BCQ the wrong candidate is drawn from `wrong_rollouts` with `rng`, which then orders the two candidates. NCQ
-    lists the final answers `extract_answer` reads in `wrong_rollouts` (pass the correctness reward's extractor).
+    BCQ the wrong candidate is drawn from the usable `wrong_rollouts` with `rng`, which then orders the two
+    candidates. Both candidates are shown whole when they fit: each within `max_candidate_tokens`, and where the
+    prompt budget is short, the shorter keeps what it needs and the longer is cut (head and final answer kept).
+    NCQ lists the final answers `extract_answer` reads in `wrong_rollouts` (pass the correctness reward's extractor).
     """
     question = _sanitize_prompt(question)
     fixed = count_tokens(prompt_text(question)) + (count_tokens(instruction) + 2 if instruction else 0) + 2
     room = max_prompt_tokens - fixed
+    usable = [w for w in wrong_rollouts if not is_blank_candidate(w)]
+    if not usable:
+        raise HintNotBuilt(
+            "no_usable_wrong_rollout", f"{len(wrong_rollouts)} wrong rollout(s), all empty or tags only"
+        )
     if kind == "bcq":
         if correct is None:
             raise ValueError("a BCQ prompt needs a correct candidate")
-        # a wrong rollout with nothing but tags would cut the correct candidate to nothing (`normalize_bcq_pair`);
-        # ours: prefer one at least as long as the correct candidate's final answer needs, so both keep their answer
-        # *and* the same length
-        usable = [w for w in wrong_rollouts if strip_think(w)] or list(wrong_rollouts)
-        needed = _answer_room(sanitize_candidate(strip_think(correct)))
-        wrong = rng.choice([w for w in usable if len(sanitize_candidate(strip_think(w))) >= needed] or usable)
+        if is_blank_candidate(correct):
+            raise HintNotBuilt("no_usable_solution", "the teacher's solution is empty or tags only")
+        if match_lengths:  # prefer a wrong rollout long enough to keep the correct answer at the common length
+            needed = _answer_room(prepare_candidate(correct, max_candidate_tokens, count_tokens))
+            usable = [
+                w for w in usable if len(prepare_candidate(w, max_candidate_tokens, count_tokens)) >= needed
+            ] or usable
+        wrong = rng.choice(usable)
         order_seed = rng.random()  # one draw: the candidate order must not depend on how often the loop shrinks
         markup = count_tokens(f"{BCQ_TEMPLATE}\n{_candidate_blocks(['', ''])}")
-        per_candidate = min(max_candidate_tokens, (room - markup - 4) // 2)
+        sizes = [count_tokens(prepare_candidate(t, max_candidate_tokens, count_tokens)) for t in (correct, wrong)]
+        budgets = _share_room(sizes, room - markup - 4)
 
-        def build(budget):
-            return build_bcq_hint(correct, wrong, random.Random(order_seed), budget, count_tokens)
+        def build(scale):  # the hint, and the smallest budget of a candidate that is cut (only those can fail)
+            scaled = tuple(max(1, int(b * scale)) for b in budgets)
+            hint = build_bcq_hint(correct, wrong, random.Random(order_seed), scaled, count_tokens,
+                                  match_lengths=match_lengths)  # fmt: skip
+            return hint, min([b for b, size in zip(scaled, sizes) if b < size], default=room)
 
     elif kind == "ncq":
-        per_candidate = room - 4
 
-        def build(budget):
+        def build(scale):
+            budget = int((room - 4) * scale)
             return build_ncq_hint(
-                wrong_rollouts, max_candidate_tokens, budget, count_tokens, extract_answer=extract_answer
-            )
+                usable, max_candidate_tokens, budget, count_tokens, extract_answer=extract_answer
+            ), budget
 
     else:
         raise ValueError(f"hint kind must be 'bcq' or 'ncq', got {kind!r}")
-    while per_candidate >= 16:  # shrink until the joined prompt fits (token counts are not additive at seams)
-        prompt = append_to_prompt(append_to_prompt(question, build(per_candidate)), instruction)
+    scale = 1.0
+    while True:  # shrink until the joined prompt fits (token counts are not additive at seams)
+        hint, smallest = build(scale)
+        if smallest < 16 or scale < 0.01:
+            raise HintNotBuilt("no_room", f"the question leaves {room} of max_prompt_tokens={max_prompt_tokens}")
+        prompt = append_to_prompt(append_to_prompt(question, hint), instruction)
         if count_tokens(prompt_text(prompt)) <= max_prompt_tokens:
             return prompt
-        per_candidate = int(per_candidate * 0.9)
-    return None
+        scale *= 0.9
+
+
+def _share_room(sizes: list[int], room: int) -> list[int]:
+    """Token budgets for two candidates of `sizes` tokens within `room`: both whole when they fit, else the shorter
+    whole while it needs at most half, the longer the rest; else half each."""
+    if sum(sizes) <= room:
+        return list(sizes)
+    small = min(sizes)
+    if small <= room // 2:
+        return [small if size == small else room - small for size in sizes]
+    return [room // 2, room // 2]
 
 
 def _sanitize_prompt(prompt: Any) -> Any:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections import Counter
 from typing import Any
 
 import torch
@@ -165,7 +166,7 @@ class ZPPOTrainer(
         self._zppo_round = 0  # generation rounds done; seeds every random choice, saved with the buffer
         self.last_round: dict = {}  # what the latest round fed the student (ids, hint prompts as seen), for logs
         self._teacher_warned = False
-        self._unbuilt_hints = 0  # planned hint prompts of the latest round that could not be built
+        self._unbuilt_hints: Counter = Counter()  # planned hint prompts of the latest round not built, per reason
         self._micro_batch_hint_flags: torch.Tensor | None = None  # set by compute_loss for one micro-batch
         self.experience_buffer = ExperienceBuffer(capacity=args.experience_capacity)  # ExGRPO (experience_ratio > 0)
         self._experience_on = (
@@ -243,7 +244,7 @@ class ZPPOTrainer(
 
         # 3. hint prompts for the round's hardest questions, rolled out as their own groups; or (GRPO† + teacher
         # response) teacher responses injected into their plain groups, after the buffer saw the groups as sampled
-        injected, self._unbuilt_hints = 0, 0
+        injected, self._unbuilt_hints = 0, Counter()
         if args.hint_type == "teacher_response":
             plan = []
             plain_rewards, injected, teacher_failures = self._inject_teacher_responses(
@@ -311,7 +312,8 @@ class ZPPOTrainer(
             **round_metrics(self.replay_buffer, counts, len(replay_ids), hint_kinds, hint_correct, hint_scored, G),
             **zero_variance_metrics(kinds + hint_kinds, torch.cat(has_variance).tolist()),
             "zppo/teacher_failures": float(teacher_failures),
-            "zppo/hints_not_built": float(self._unbuilt_hints),
+            "zppo/hints_not_built": float(sum(self._unbuilt_hints.values())),
+            **{f"zppo/hints_not_built/{reason}": float(n) for reason, n in self._unbuilt_hints.items()},
             **({"zppo/injected_responses": float(injected)} if args.hint_type == "teacher_response" else {}),
             **(self._experience_metrics(len(experience_ids)) if args.experience_ratio > 0 else {}),
             **(self._retrospective_metrics() if args.retrospective_ratio > 0 else {}),
