@@ -42,13 +42,13 @@ class BufferReportCallback(TrainerCallback):
         trainer = self.trainer
         if trainer is None or self.held_out is None:
             return
-        from .evaluation import plain_accuracy
+        from .evaluation import plain_accuracy, training_sampler
 
         args = trainer.args
         result = plain_accuracy(
             trainer.model, trainer.processing_class, self.held_out, num_samples=self.held_out_samples,
             max_new_tokens=args.max_completion_length, instruction=args.answer_format_instruction,
-            temperature=args.temperature, reward=trainer.reward_funcs[trainer._correctness_index], seed=args.seed,
+            sampler=training_sampler(args), reward=trainer.reward_funcs[trainer._correctness_index], seed=args.seed,
         )  # fmt: skip
         self.held_out_accuracy[when] = result
         if trainer.is_world_process_zero():

@@ -33,7 +33,14 @@ from .config import ZPPOConfig
 
 COMMANDS = ("train", "eval", "plot")
 RUN_FILE = "zppo_run.json"  # what `eval` needs to score like the run: reward, instruction, lengths, data columns
-_RUN_FIELDS = ("answer_format_instruction", "max_completion_length", "temperature")  # ZPPOConfig fields it records
+_RUN_FIELDS = (
+    "answer_format_instruction",
+    "max_completion_length",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+)  # ZPPOConfig fields it records: the sampler too
 _COLUMN_FIELDS = ("question_column", "answer_column", "solution_column", "id_column")
 _DEVICE_FLAGS = ("use_cpu", "bf16", "fp16")
 
@@ -390,7 +397,7 @@ def load_for_eval(model_path: str, adapter_path: str | None, dtype):
 def evaluate(script_args, training_args: ZPPOConfig, model_args: ModelConfig, given: set[str] = frozenset()) -> int:
     import torch
 
-    from .evaluation import plain_accuracy
+    from .evaluation import plain_accuracy, training_sampler
 
     model_path = resolve_model_path(model_args)
     run_folder = script_args.adapter_path or model_path
@@ -414,7 +421,7 @@ def evaluate(script_args, training_args: ZPPOConfig, model_args: ModelConfig, gi
     result = plain_accuracy(
         model, tokenizer, dataset, num_samples=script_args.num_samples,
         max_new_tokens=training_args.max_completion_length, instruction=training_args.answer_format_instruction,
-        temperature=training_args.temperature, seed=training_args.seed, reward=reward, progress=True,
+        sampler=training_sampler(training_args), seed=training_args.seed, reward=reward, progress=True,
     )  # fmt: skip
     print(f"[zppo] plain accuracy: {result['accuracy']:.3f} over {result['num_questions']} questions "
           f"x {script_args.num_samples} samples in {time.perf_counter() - start:.1f} s")  # fmt: skip

@@ -137,11 +137,14 @@ class ZPPOConfig(GRPOConfig):
             is, and the embedded SmolLM2-135M-Instruct is recognised by itself. Without it, a local base is kept as a
             path and a push warns that nobody else can load the adapter.
 
-    NOTE: the only GRPOConfig default changed is `epsilon_high=0.28` (paper clip range (0.20, 0.28)). The paper's
-    full recipe, to set explicitly when you want it: `steps_per_generation=4` (4 updates per rollout step),
-    `learning_rate=1e-6` (constant, `lr_scheduler_type="constant"`), `weight_decay=0.1`, `max_grad_norm=1.0`,
-    `bf16=True`, `temperature=1.0`, `top_p=1.0`, `num_generations=8`, `beta=0.0` (no KL), `loss_type="dapo"`
-    (token-level), `num_iterations=1`, `max_completion_length=12288`, 384 new prompts per rollout step.
+    NOTE: the only GRPOConfig default changed is `epsilon_high=0.28` (paper clip range (0.20, 0.28)). The optimizer
+    fields keep TRL's defaults (one update per rollout, linear decay, no weight decay), so that switching from
+    GRPOConfig changes no optimizer setting; the trainer warns once where they differ from the paper's update recipe.
+    The paper's full recipe, to set explicitly when you want it: `steps_per_generation=4 *
+    gradient_accumulation_steps` (4 updates per rollout step, so the clip acts), `learning_rate=1e-6` (constant,
+    `lr_scheduler_type="constant"`), `weight_decay=0.1`, `max_grad_norm=1.0`, `bf16=True`, `temperature=1.0`,
+    `top_p=1.0`, `num_generations=8`, `beta=0.0` (no KL), `loss_type="dapo"` (token-level), `num_iterations=1`,
+    `max_completion_length=12288`, 384 new prompts per rollout step.
     Dynamic sampling must stay off: it would discard exactly the all-wrong groups ZPPO exists for.
     """
 

@@ -37,7 +37,29 @@ def render() -> str:
             kind = _type_name(hints[f.name]).replace("|", "\\|")
             help_text = f.metadata.get("help", "").replace("|", "\\|")
             lines.append(f"| `{f.name}` | `{kind}` | `{f.default!r}` | {help_text} |")
+    lines += ["", *UPDATE_RECIPE_NOTE]
     return "\n".join(lines) + "\n"
+
+
+UPDATE_RECIPE_NOTE = [
+    "## The update recipe: TRL's defaults, the paper's on request",
+    "",
+    "ZPPOConfig keeps TRL's values for the optimizer fields it inherits, so that a TRL user who changes only the class",
+    "names gets the same optimizer. They differ from the paper's (Tab. 8), and the trainer says so once, at",
+    "construction, naming each difference:",
+    "",
+    "| field | TRL (kept) | paper |",
+    "|---|---|---|",
+    "| updates per rollout (`steps_per_generation * num_iterations / gradient_accumulation_steps`) | 1: the PPO "
+    "ratio is exactly 1 and the clip never acts | 4: old log-probs kept, the (0.20, 0.28) clip acts |",
+    "| `lr_scheduler_type` | `linear` (decays to 0) | `constant` |",
+    "| `weight_decay` | `0.0` | `0.1` |",
+    "",
+    "For the paper's recipe set `steps_per_generation=4 * gradient_accumulation_steps` (4 optimizer updates per",
+    "rollout step: the generation batch holds 4 updates' worth of prompts), `lr_scheduler_type='constant'` and",
+    "`weight_decay=0.1`; `examples/configs/paper_recipe.yaml` does. The benchmarks and the transfer gate of this",
+    "repository run with it.",
+]
 
 
 def _type_name(hint) -> str:

@@ -1,8 +1,10 @@
 """Plain-prompt accuracy of a model on a dataset, sampling G completions per question (no hints, no buffer).
 
 Used by `zppo-trl eval` and the graduation benchmark. Prompts get the same answer-format instruction as in
-training, and the reward is called as TRL calls it in training (completions as chat messages for chat prompts, the
-dataset's other columns as keyword arguments), so before/after numbers compare like with like.
+training, completions are sampled as the training rollouts are (`training_sampler`: a held-out accuracy then
+measures what a graduation measures), and the reward is called as TRL calls it in training (completions as chat
+messages for chat prompts, the dataset's other columns as keyword arguments), so before/after numbers compare like
+with like.
 """
 
 from __future__ import annotations
@@ -13,6 +15,23 @@ import torch
 
 from .prompts import append_to_prompt
 from .rewards import boxed_accuracy_reward
+
+# the paper's sampler (Tab. 8: temperature 1, top-p 1) and TRL's defaults; top_k=0 because transformers' own default
+# (50) would otherwise apply to an evaluation that does not name it
+DEFAULT_SAMPLER = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
+SAMPLER_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")  # what TRL's rollouts sample with
+_LENGTH_KEYS = {"max_new_tokens", "max_length", "min_new_tokens", "min_length"}
+
+
+def training_sampler(args) -> dict:
+    """How a GRPO/ZPPO run's rollouts sample: its `temperature`, `top_p`, `top_k`, `min_p`, `repetition_penalty` and
+    `generation_kwargs` (lengths aside), as TRL builds its generation config. Pass it to `plain_accuracy` so that
+    held-out numbers and graduations are measured with one sampler."""
+    sampler = {name: getattr(args, name) for name in SAMPLER_FIELDS if getattr(args, name, None) is not None}
+    sampler.update(
+        {k: v for k, v in (getattr(args, "generation_kwargs", None) or {}).items() if k not in _LENGTH_KEYS}
+    )
+    return sampler
 
 
 @torch.no_grad()
@@ -38,7 +57,7 @@ def plain_accuracy(
     num_samples: int = 4,
     max_new_tokens: int = 64,
     instruction: str | None = None,
-    temperature: float = 1.0,
+    sampler: dict | None = None,
     batch_size: int = 8,
     reward: Callable = boxed_accuracy_reward,
     seed: int = 0,
@@ -46,8 +65,10 @@ def plain_accuracy(
 ) -> dict:
     """Mean correctness over `num_samples` sampled completions per question.
 
-    Returns `{"accuracy": float, "per_question": {prompt_id: fraction correct}, "num_questions": int}`. A question
-    whose rollouts are all unscorable (reward None) is left out of the mean. `progress` shows a progress bar.
+    `sampler`: the generation settings, normally the training run's (`training_sampler(args)`); default
+    `DEFAULT_SAMPLER` (temperature 1, top-p 1, no top-k: the paper's). Returns `{"accuracy": float, "per_question":
+    {prompt_id: fraction correct}, "num_questions": int}`. A question whose rollouts are all unscorable (reward None)
+    is left out of the mean. `progress` shows a progress bar.
     """
     from tqdm.auto import tqdm
 
@@ -67,8 +88,8 @@ def plain_accuracy(
                 texts = prompts
             else:
                 texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-            completion_ids = sample_completions(model, tokenizer, texts, num_samples, temperature=temperature,
-                                                top_p=1.0, max_new_tokens=max_new_tokens)  # fmt: skip
+            completion_ids = sample_completions(model, tokenizer, texts, num_samples, max_new_tokens=max_new_tokens,
+                                                **{**DEFAULT_SAMPLER, **(sampler or {})})  # fmt: skip
             decoded = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
             chat = not isinstance(prompts[0], str)  # TRL hands chat prompts' completions over as messages
             completions = [[{"role": "assistant", "content": t}] for t in decoded] if chat else decoded

@@ -74,6 +74,7 @@ from .validation import (
     resolve_correctness,
     warn_if_advantage_options_ignored,
     warn_if_checkpoints_split_rounds,
+    warn_if_not_paper_recipe,
 )
 from .zppo_state import ZPPOStateMixin
 
@@ -192,6 +193,7 @@ class ZPPOTrainer(
         self._last_rewards_per_func: torch.Tensor | None = None
         warn_if_checkpoints_split_rounds(args)
         warn_if_advantage_options_ignored(args)
+        warn_if_not_paper_recipe(args)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         if inputs and PREFIX_KEY in inputs[0]:  # Prefix baseline: rewards read prefix + continuation

@@ -192,3 +192,56 @@ def warn_if_advantage_options_ignored(args: ZPPOConfig) -> None:
             "use TRL's estimator with these options, or leave them at their defaults.",
             stacklevel=4,
         )
+
+
+# The paper's update recipe (Tab. 8): 4 optimizer updates per rollout step (so old log-probs are kept and the
+# (0.20, 0.28) clip acts), a constant learning rate, weight decay 0.1. ZPPOConfig keeps TRL's values for these
+# TrainingArguments/GRPOConfig fields, so that switching the class names changes no optimizer setting silently.
+PAPER_UPDATES_PER_ROLLOUT = 4
+PAPER_UPDATE_RECIPE = {"lr_scheduler_type": "constant", "weight_decay": 0.1, "max_grad_norm": 1.0}
+
+
+def updates_per_rollout(args) -> float:
+    """Optimizer updates per generation round: `steps_per_generation * num_iterations / gradient_accumulation_steps`.
+    At most 1, every rollout is trained by one update with the weights that sampled it: TRL keeps no old
+    log-probs, the PPO ratio is exactly 1 and the clip never acts."""
+    return args.steps_per_generation * args.num_iterations / args.gradient_accumulation_steps
+
+
+def paper_recipe_differences(args) -> list[str]:
+    """The update settings of `args` that differ from the paper's, as `name=value (paper: ...)` strings."""
+    out = []
+    if updates_per_rollout(args) != PAPER_UPDATES_PER_ROLLOUT:
+        out.append(
+            f"{updates_per_rollout(args):g} optimizer update(s) per rollout (steps_per_generation="
+            f"{args.steps_per_generation}, num_iterations={args.num_iterations}, gradient_accumulation_steps="
+            f"{args.gradient_accumulation_steps}; paper: 4, i.e. steps_per_generation=4 * gradient_accumulation_steps)"
+        )
+    scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    if scheduler != PAPER_UPDATE_RECIPE["lr_scheduler_type"]:
+        out.append(f"lr_scheduler_type={scheduler!r} (paper: 'constant')")
+    if args.weight_decay != PAPER_UPDATE_RECIPE["weight_decay"]:
+        out.append(f"weight_decay={args.weight_decay} (paper: 0.1)")
+    return out
+
+
+def warn_if_not_paper_recipe(args) -> None:
+    """Say, once, where the optimizer differs from the paper's update recipe: ZPPOConfig keeps TRL's defaults for
+    these fields (a drop-in for GRPOConfig), and with one update per rollout the clip range never acts."""
+    differences = paper_recipe_differences(args)
+    if not differences:
+        return
+    inert = (
+        " With one update per rollout the PPO ratio is exactly 1 and the clip never acts."
+        if updates_per_rollout(args) <= 1
+        else ""
+    )
+    warnings.warn(
+        "ZPPO's optimizer settings are TRL's, not the paper's (Tab. 8): "
+        + "; ".join(differences)
+        + "."
+        + inert
+        + " For the paper's recipe set steps_per_generation=4 * gradient_accumulation_steps, lr_scheduler_type="
+        "'constant', weight_decay=0.1 (as examples/configs/paper_recipe.yaml does).",
+        stacklevel=4,
+    )
