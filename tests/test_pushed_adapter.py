@@ -24,7 +24,7 @@ from huggingface_hub import ModelCard
 from test_user_surface import upload_files  # tests/ is on sys.path (no package)
 
 from zppo_trl.cli import main
-from zppo_trl.model_card import build_model_card, record_base_model
+from zppo_trl.model_card import NEUTRAL_EXAMPLE_QUESTION, build_model_card, record_base_model
 from zppo_trl.models import EMBEDDED_MODEL_ID, SOURCE_FILE, base_model_id, hub_id_of_local_model
 
 BASE_ID = "zppo-tests/tiny-char-llama"
@@ -83,7 +83,8 @@ def test_card_front_matter_parses_and_the_card_names_model_base_and_question(tra
     assert f"[{BASE_ID}](https://huggingface.co/{BASE_ID})" in text
     assert "zppo-trl's built-in arithmetic demo questions" in text
     assert "AutoPeftModelForCausalLM.from_pretrained(model_id)" in text
-    assert repr(f"What is 7 + 6?\n\n{INSTRUCTION}") in text  # the first training question, with the instruction
+    # a neutral question, not a training one (the data may be private), with the training instruction
+    assert repr(f"{NEUTRAL_EXAMPLE_QUESTION}\n\n{INSTRUCTION}") in text and "What is 7 + 6?" not in text
     assert text.count("## ZPPO training") == 1 and f"- Base model: [{BASE_ID}]" in text
 
 

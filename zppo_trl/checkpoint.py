@@ -29,6 +29,11 @@ def _checksum(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def state_digest(payload: dict) -> str:
+    """A digest of a ZPPO state, equal on two processes exactly when their states are."""
+    return _checksum(payload)
+
+
 def write_state_file(path: str, payload: dict) -> None:
     """Write `payload` as JSON with a sha256 checksum, atomically (temp file in the same folder + rename).
 
@@ -74,6 +79,24 @@ def read_state_file(path: str) -> dict:
             "an earlier checkpoint, or delete the file to restart the buffer empty."
         )
     return payload
+
+
+def checkpoint_rows(args) -> bool:
+    """Whether ZPPO's state in checkpoints keeps the buffered questions' dataset rows. Yes, unless a Hub push uploads
+    the checkpoints (`hub_strategy` "checkpoint" or "all_checkpoints") and `push_dataset_rows` is off: then the
+    rows are left out (said once here), and a resume finds them again in the training set by question id."""
+    uploaded = args.push_to_hub and str(getattr(args.hub_strategy, "value", args.hub_strategy)) in (
+        "checkpoint",
+        "all_checkpoints",
+    )
+    if uploaded and not args.push_dataset_rows:
+        warnings.warn(
+            f"hub_strategy={getattr(args.hub_strategy, 'value', args.hub_strategy)!r} uploads checkpoints: ZPPO leaves "
+            "the buffered questions' dataset rows out of them (a resume finds them again in the training set by "
+            "question id). Set push_dataset_rows=True to upload the rows too.",
+            stacklevel=3,
+        )
+    return not uploaded or args.push_dataset_rows
 
 
 def checkpoint_step(folder: str) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
 
 from trl import GRPOConfig
 
@@ -136,6 +137,12 @@ class ZPPOConfig(GRPOConfig):
             loads anywhere. Needed only when the model was loaded from a local folder: a Hub id is recorded as it
             is, and the embedded SmolLM2-135M-Instruct is recognised by itself. Without it, a local base is kept as a
             path and a push warns that nobody else can load the adapter.
+        push_dataset_rows (`bool`, *optional*, defaults to `False`):
+            Upload the buffered questions' dataset rows with a Hub push. By default what a push uploads holds no
+            dataset text: the output folder's `zppo_buffer_state.json` keeps question ids and statistics, and
+            checkpoints keep the rows only while they are not uploaded (`hub_strategy` "every_save" or "end");
+            under "checkpoint" / "all_checkpoints" they are left out and a resume finds them again in the training
+            set by question id.
 
     NOTE: the only GRPOConfig default changed is `epsilon_high=0.28` (paper clip range (0.20, 0.28)). The optimizer
     fields keep TRL's defaults (one update per rollout, linear decay, no weight decay), so that switching from
@@ -286,6 +293,14 @@ class ZPPOConfig(GRPOConfig):
             "was loaded from a local folder (the embedded SmolLM2 is recognised by itself)."
         },
     )
+    push_dataset_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "Upload the buffered questions' dataset rows (question, answer, solution, any other column) with "
+            "a Hub push. False: pushed files hold question ids and statistics only; rows stay in local checkpoints "
+            "(or, when hub_strategy uploads checkpoints, are found again in the training set by id on resume)."
+        },
+    )
     correct_threshold: float = field(
         default=0.5,
         metadata={"help": "A rollout is correct when the correctness reward is at least this value."},
@@ -379,6 +394,14 @@ class ZPPOConfig(GRPOConfig):
                 f"both `teacher_column={self.teacher_column!r}` and `teacher_model={self.teacher_model!r}` are set: "
                 "choose one teacher source (unset the other)."
             )
+        if self.teacher_base_url is not None and url_has_credentials(self.teacher_base_url):
+            # the config is saved (training_args.bin, checkpoints) and shown (model card): a secret must not be in it
+            raise ValueError(
+                "`teacher_base_url` carries credentials (user:password@host, or a key or token in its query): the "
+                "config is saved with the model and "
+                "pushed to the Hub, so they would be published. Remove them from the URL and put the key in the "
+                "OPENAI_API_KEY environment variable (sent as a Bearer token, never saved)."
+            )
         if self.teacher_base_url is not None and self.teacher_model is None:
             raise ValueError(
                 f"`teacher_base_url={self.teacher_base_url!r}` needs `teacher_model`, the model name the server serves."
@@ -389,6 +412,19 @@ class ZPPOConfig(GRPOConfig):
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         _check_range("teacher_timeout", self.teacher_timeout, 0.0, None, low_open=True, fix="Use e.g. 60 seconds.")
         super().__post_init__()
+
+
+_SECRET_QUERY_KEYS = {"key", "api_key", "apikey", "api-key", "token", "access_token", "password", "secret"}
+
+
+def url_has_credentials(url: str) -> bool:
+    """Whether `url` carries a secret: a user or password before the host, or a key/token/password query field."""
+    parts = urlsplit(url)
+    return (
+        parts.username is not None
+        or parts.password is not None
+        or any(name.lower() in _SECRET_QUERY_KEYS for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    )
 
 
 # TRL losses that are linear in the importance ratio coef (see `experience.shaped_surrogate`)

@@ -86,7 +86,7 @@ class Trajectory:
 class ExperienceEntry:
     correct: int  # k: correct plain rollouts of the latest scored visit
     scored: int  # K: scored plain rollouts of that visit
-    row: dict  # the question's dataset row, to roll it out again
+    row: dict | None  # the question's dataset row, to roll it out again (None in a state saved without rows)
     trajectories: list[Trajectory]  # successful rollouts, oldest first, at most `max_per_question`
 
     @property
@@ -184,6 +184,16 @@ class ExperienceBuffer:
         """Stored trajectories of a question, oldest first (a copy of the list; empty when not buffered)."""
         entry = self._entries.get(prompt_id)
         return [] if entry is None else list(entry.trajectories)
+
+    def missing_rows(self) -> list:
+        """Ids of buffered questions whose row is not held (a state saved without rows), in FIFO order."""
+        return [pid for pid, entry in self._entries.items() if entry.row is None]
+
+    def fill_rows(self, rows: dict) -> None:
+        """Give buffered questions without a row theirs, from `rows` (question id -> dataset row)."""
+        for pid, entry in self._entries.items():
+            if entry.row is None and pid in rows:
+                entry.row = rows[pid]
 
     def row(self, prompt_id) -> dict | None:
         """The dataset row of a buffered question, or None."""
@@ -329,7 +339,7 @@ class ExperienceBuffer:
                     f"experience state field `{name}` holds k={k!r}, K={K!r}: a buffered question needs integers "
                     "0 <= k < K (a K/K question retires)."
                 )
-            if not isinstance(row, dict):
+            if row is not None and not isinstance(row, dict):  # None: saved without rows, the trainer finds them by id
                 raise BufferStateError(
                     f"experience state field `{name}.row` must be a dict, got {type(row).__name__}."
                 )

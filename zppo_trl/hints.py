@@ -80,3 +80,19 @@ def round_visits(
         wrong = [completion_text(completions[g * G + i]) for i in range(G) if scored[g, i] and not correct[g, i]]
         visits.append(HardVisit(pid, g, int(correct[g].sum()), int(scored[g].sum()), row, wrong))
     return visits
+
+
+def merge_visits(visits: Sequence[HardVisit]) -> list[HardVisit]:
+    """One visit per question: groups of the same question in one round (a dataset that holds the same question
+    twice, identified by `replay.question_id`) are merged, their correct and scored rollouts summed and their wrong
+    rollouts joined, at the first group's position. So the buffer sees one visit per question per round, as it
+    would had the question been rolled out once with more rollouts (ours)."""
+    merged: dict[Any, HardVisit] = {}
+    for v in visits:
+        if v.prompt_id in merged:
+            m = merged[v.prompt_id]
+            merged[v.prompt_id] = HardVisit(m.prompt_id, m.position, m.correct + v.correct, m.scored + v.scored, m.row,
+                                            m.wrong_completions + v.wrong_completions)  # fmt: skip
+        else:
+            merged[v.prompt_id] = v
+    return list(merged.values())

@@ -31,8 +31,15 @@ _SKIP = {"output_dir", "run_name", "hub_model_id", "hub_token", "base_model_id",
          "activation_checkpointing", "dataloader_pin_memory", "pad_to_multiple_of"}  # set by __post_init__  # fmt: skip
 
 
+# the card's quick-start question unless the user names one (`create_model_card(example_prompt=...)`): a training
+# question could be private data, and the card is published with the model
+NEUTRAL_EXAMPLE_QUESTION = "What is 12 + 30?"
+
+
 def config_differences(args) -> list[tuple[str, object, object]]:
-    """`(field, value, default)` for the simple config fields whose value differs from the dataclass default."""
+    """`(field, value, default)` for the simple config fields whose value differs from the dataclass default. A value
+    that is a local path is shown as "(a local path)" (the card is published: a path says nothing to its readers and
+    something about the machine it was trained on)."""
     out = []
     for f in dataclasses.fields(args):
         if f.name in _SKIP or f.name.startswith("_") or not f.init:
@@ -41,8 +48,23 @@ def config_differences(args) -> list[tuple[str, object, object]]:
         value = getattr(args, f.name, None)
         simple = value is None or isinstance(value, (bool, int, float, str))
         if simple and value != default and not (isinstance(value, float) and math.isnan(value)):
-            out.append((f.name, value, default))
+            out.append(
+                (f.name, "(a local path)" if isinstance(value, str) and is_local_path(value) else value, default)
+            )
     return out
+
+
+def example_prompt(train_dataset, instruction: str | None, prompt=None):
+    """The quick-start's prompt: `prompt` when given (a string or chat messages), else `NEUTRAL_EXAMPLE_QUESTION`, in
+    the training data's form (chat messages or a string), with the training instruction appended."""
+    if prompt is None:
+        chat = True
+        try:
+            chat = not isinstance(next(iter(train_dataset))["prompt"], str)
+        except (TypeError, StopIteration, KeyError):  # no dataset or no rows: chat, the common case
+            pass
+        prompt = [{"role": "user", "content": NEUTRAL_EXAMPLE_QUESTION}] if chat else NEUTRAL_EXAMPLE_QUESTION
+    return append_to_prompt(prompt, instruction)
 
 
 def zppo_card_section(
@@ -162,7 +184,7 @@ def quick_start(repo_id: str, is_adapter: bool, prompt, max_new_tokens: int) -> 
         lines += [f"prompt = {prompt!r}", 'inputs = tokenizer(prompt, return_tensors="pt")']
     else:
         lines += [
-            f"messages = {prompt!r}  # a training question, with the training instruction",
+            f"messages = {prompt!r}  # with the training instruction",
             "inputs = tokenizer.apply_chat_template(",
             '    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True',
             ")",
@@ -268,9 +290,10 @@ def _loaded_from(model) -> str | None:
     return getattr(config, "_name_or_path", None) or None
 
 
-def trainer_model_card(trainer, zppo_section: str, model_name=None, dataset_name=None, tags=None):
+def trainer_model_card(trainer, zppo_section: str, model_name=None, dataset_name=None, tags=None, prompt=None):
     """The card for `trainer`'s model: its name from the hub id or the output folder, the base id as
-    `models.base_model_id` resolves it, the first training question for the quick-start, and `zppo_section`."""
+    `models.base_model_id` resolves it, the quick-start on `prompt` (default: a neutral question, `example_prompt`),
+    and `zppo_section`."""
     args = trainer.args
     hub_repo = getattr(trainer, "hub_model_id", None) or args.hub_model_id
     model_name = model_name or (hub_repo.split("/")[-1] if hub_repo else None)
@@ -304,7 +327,7 @@ def trainer_model_card(trainer, zppo_section: str, model_name=None, dataset_name
         dataset_name=dataset_name,
         tags=["generated_from_trainer", *sorted(tags)],
         is_adapter=is_adapter,
-        prompt=append_to_prompt(trainer.train_dataset[0]["prompt"], args.answer_format_instruction),
+        prompt=example_prompt(trainer.train_dataset, args.answer_format_instruction, prompt),
         max_new_tokens=args.max_completion_length,
         zppo_section=zppo_section,
         trainer_name=trainer._name,

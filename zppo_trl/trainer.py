@@ -38,7 +38,7 @@ from collections import Counter
 from typing import Any
 
 import torch
-from accelerate.utils import gather_object
+from accelerate.utils import broadcast_object_list, gather_object
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
@@ -46,7 +46,7 @@ from .advantages import group_has_variance, zppo_advantages
 from .baselines import full_completion, grpo_advantages
 from .batching import HINT_FLAG, INFORMATIVE_FLAG, concat_rollout_batches, informative_token_count
 from .buffer import HardQuestionBuffer
-from .checkpoint import STATE_FILE_NAME, checkpoint_step, last_complete_checkpoint
+from .checkpoint import STATE_FILE_NAME, checkpoint_rows, checkpoint_step, last_complete_checkpoint
 from .checkpoint import write_state_file as write_state_file
 from .config import ZPPOConfig
 from .experience import ExperienceBuffer, Trajectory
@@ -54,7 +54,7 @@ from .experience_replay import EXPERIENCE_FLAG as EXPERIENCE_FLAG
 from .experience_replay import EXPERIENCE_LOGPS as EXPERIENCE_LOGPS
 from .experience_replay import ExperienceReplayMixin, experience_columns
 from .hint_groups import PREFIX_KEY, HintGroupsMixin
-from .hints import round_visits
+from .hints import merge_visits, round_visits
 from .injection import InjectionMixin
 from .metrics import round_metrics, zero_variance_metrics
 from .micro_batches import _MULTIMODAL_FORWARD_KWARGS as _MULTIMODAL_FORWARD_KWARGS
@@ -191,15 +191,23 @@ class ZPPOTrainer(
         self._logs = completions_table_logs(self._logs, args.generation_batch_size + most_extra * G)
         self._last_completions: list = []
         self._last_rewards_per_func: torch.Tensor | None = None
+        self._nonfinite_rewards = 0  # rollouts of the latest round with a +-inf reward, scored as unscorable
         warn_if_checkpoints_split_rounds(args)
         warn_if_advantage_options_ignored(args)
         warn_if_not_paper_recipe(args)
+        self._checkpoint_rows = checkpoint_rows(args)  # whether checkpoints keep the buffered questions' rows
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         if inputs and PREFIX_KEY in inputs[0]:  # Prefix baseline: rewards read prefix + continuation
             prefixes = [row.pop(PREFIX_KEY) for row in inputs]
             completions = [full_completion(c, *prefix) for c, prefix in zip(completions, prefixes, strict=True)]
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        # a +-inf reward would make every advantage of the round NaN, hence 0: it counts as unscorable (NaN) instead,
+        # which leaves only that rollout out (TRL's rule for None), and is counted
+        infinite = torch.isinf(rewards)
+        if infinite.any():
+            rewards = torch.where(infinite, torch.full_like(rewards, torch.nan), rewards)
+            self._nonfinite_rewards += int(infinite.any(dim=1).sum())
         self._last_completions = completions  # this process's decoded completions, in row order
         self._last_rewards_per_func = rewards  # gathered: (all processes' rows, n_funcs), identical on every rank
         return rewards
@@ -210,6 +218,7 @@ class ZPPOTrainer(
 
         G, args = self.num_generations, self.args
         unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
+        self._nonfinite_rewards = 0
 
         # 1. plain groups = new prompts (TRL's sampler, global order) + replays drawn now from the latest buffer
         new_rows = gather_object(inputs)[::G]
@@ -237,11 +246,13 @@ class ZPPOTrainer(
         # replays one of its own fresh samples)
         harvest = self._harvest_experience(output, all_visits, correct, scored, len(new_rows))
 
-        # 2. the buffer learns from plain rollouts only; it keeps the rows of exactly the questions it holds
+        # 2. the buffer learns from plain rollouts only, one visit per question (copies of a question merged); it
+        # keeps the rows of exactly the questions it holds
+        questions = merge_visits(visits)
         before = self.replay_buffer.counters()
-        for v in visits:
+        for v in questions:
             self.replay_buffer.visit(v.prompt_id, v.correct, v.scored, self._zppo_round)
-        row_of = {**self._replay_rows, **{v.prompt_id: v.row for v in visits}}
+        row_of = {**self._replay_rows, **{v.prompt_id: v.row for v in questions}}
         self._replay_rows = {pid: row_of[pid] for pid in self.replay_buffer.ids()}
 
         # 3. hint prompts for the round's hardest questions, rolled out as their own groups; or (GRPO† + teacher
@@ -253,7 +264,7 @@ class ZPPOTrainer(
                 output, plain_groups, visits, scored & ~correct, plain_rewards, len(new_rows)
             )
         else:
-            plan, teacher_failures = self._plan_hints(visits, len(new_rows), unit)
+            plan, teacher_failures = self._plan_hints(questions, len(new_rows), unit)
         # Retrospective Replay: stored states continued as groups of their own, chosen before this round's states are
         # harvested, so a state is always one found in an earlier round. They get a rollout pass of their own: a
         # state row is a rendered text prompt (it ends inside the assistant turn), and TRL tokenizes a pass either
@@ -314,6 +325,7 @@ class ZPPOTrainer(
             **round_metrics(self.replay_buffer, counts, len(replay_ids), hint_kinds, hint_correct, hint_scored, G),
             **zero_variance_metrics(kinds + hint_kinds, torch.cat(has_variance).tolist()),
             "zppo/teacher_failures": float(teacher_failures),
+            "zppo/nonfinite_rewards": float(self._nonfinite_rewards),
             "zppo/hints_not_built": float(sum(self._unbuilt_hints.values())),
             **{f"zppo/hints_not_built/{reason}": float(n) for reason, n in self._unbuilt_hints.items()},
             **({"zppo/injected_responses": float(injected)} if args.hint_type == "teacher_response" else {}),
@@ -347,28 +359,49 @@ class ZPPOTrainer(
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         # transformers' `resume_from_checkpoint=True` takes the newest checkpoint folder even when its write was
-        # cut short; take the newest *complete* one (see checkpoint.py)
+        # cut short; take the newest *complete* one (see checkpoint.py), chosen by the main process and broadcast, so
+        # every process resumes from the same folder even if they see the output folder differently
+        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in ("true", "last"):
+            resume_from_checkpoint = True  # the CLI's spelling
         if resume_from_checkpoint is True:
-            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            box = [last_complete_checkpoint(self.args.output_dir) if self.accelerator.is_main_process else None]
+            if self.accelerator.num_processes > 1:
+                broadcast_object_list(box, from_process=0)
+            resume_from_checkpoint = box[0]
             if resume_from_checkpoint is None:
                 raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete ZPPO "
                                  "checkpoint. Train from scratch (resume_from_checkpoint=None).")  # fmt: skip
         if resume_from_checkpoint:
             self.load_zppo_state(resume_from_checkpoint)  # before any generation: a bad state raises here
+            self._check_processes_agree_on_state(resume_from_checkpoint)
         output = super().train(resume_from_checkpoint, *args, **kwargs)
         # the final buffer and logs, next to the final model (HF saves logs only in checkpoints)
         if self.args.should_save:
-            write_state_file(os.path.join(self.args.output_dir, STATE_FILE_NAME), self.zppo_state())
-            self.state.save_to_json(os.path.join(self.args.output_dir, "trainer_state.json"))
+            self._write_output_state()
         return output
+
+    def _write_output_state(self) -> None:
+        """The output folder's state file (what a Hub push uploads, see `hub_rows_policy`) and trainer_state.json."""
+        write_state_file(
+            os.path.join(self.args.output_dir, STATE_FILE_NAME),
+            self.zppo_state(include_rows=self.args.push_dataset_rows),
+        )
+        self.state.save_to_json(os.path.join(self.args.output_dir, "trainer_state.json"))
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         from .model_card import record_base_model
 
         super().save_model(output_dir, _internal_call)
-        if self.args.should_save and _internal_call and output_dir and checkpoint_step(output_dir) is not None:
-            # a checkpoint: ZPPO's state goes in now, before transformers starts a Hub upload of the folder
-            write_state_file(os.path.join(output_dir, STATE_FILE_NAME), self.zppo_state())
+        checkpoint = _internal_call and output_dir and checkpoint_step(output_dir) is not None
+        if self.args.should_save and checkpoint:
+            # a checkpoint: ZPPO's state goes in now, before transformers starts a Hub upload of the folder; its rows
+            # only when the folder is not uploaded, or the user opted in (`checkpoint_rows`)
+            write_state_file(
+                os.path.join(output_dir, STATE_FILE_NAME), self.zppo_state(include_rows=self._checkpoint_rows)
+            )
+        if self.args.should_save and self.args.push_to_hub and (checkpoint or output_dir is None):
+            # transformers uploads the output folder right after this save: its state file must be current
+            self._write_output_state()
         if self.args.should_save:  # adapter_config.json names the base's Hub id, not the local folder it came from
             pushing = self.args.push_to_hub or (_internal_call and output_dir is None)  # how push_to_hub saves
             record_base_model(self, output_dir or self.args.output_dir, pushing=pushing)
@@ -379,9 +412,10 @@ class ZPPOTrainer(
     def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
         """The model card, written whole by `model_card.trainer_model_card` instead of TRL's template (whose
         quick-start cannot load an adapter): front matter with the base model's Hub id, a PEFT quick-start on a
-        training question, TRL's tags, versions and citations, and the ZPPO section (config values that differ from
-        the defaults, buffer statistics by entry bin, the buffer figure). `dataset_name` names the data in it;
-        `plot=True` redraws the figure even during training."""
+        neutral question (`example_prompt=` to show your own; a training question could be private), TRL's tags,
+        versions and citations, and the ZPPO section (config values that differ from the defaults, buffer statistics
+        by entry bin, the buffer figure). `dataset_name` names the data in it; `plot=True` redraws the figure even
+        during training."""
         if not self.is_world_process_zero():
             return
         from .model_card import trainer_model_card
@@ -397,5 +431,6 @@ class ZPPOTrainer(
         figure = FIGURE_NAME if os.path.exists(os.path.join(output_dir, FIGURE_NAME)) else None
         base = base_model_id(get_config_model_id(self.model.config), self.args.base_model_id)
         section = zppo_card_section(self.replay_buffer, self.args, self.num_generations, base, dataset_name, figure)
-        card = trainer_model_card(self, section, model_name=model_name, dataset_name=dataset_name, tags=tags)
+        card = trainer_model_card(self, section, model_name=model_name, dataset_name=dataset_name, tags=tags,
+                                  prompt=kwargs.get("example_prompt"))  # fmt: skip
         card.save(os.path.join(output_dir, "README.md"))

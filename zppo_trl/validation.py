@@ -103,6 +103,53 @@ def check_dataset(dataset, args: ZPPOConfig, reward_funcs: list) -> None:
                 )
     if "prompt_id" in columns and isinstance(dataset, Dataset):
         _check_prompt_ids(dataset["prompt_id"])
+    check_rows_saveable(dataset)
+    if "prompt_id" not in columns and isinstance(dataset, Dataset):
+        warn_if_duplicate_questions(dataset)
+
+
+def check_rows_saveable(dataset) -> None:
+    """The buffer keeps its questions' dataset rows in checkpoints, as JSON: a column JSON cannot hold (a timestamp,
+    bytes, an image) would fail the first checkpoint, possibly hours in. Found now, from the first row (an Arrow
+    column has one type), naming the column and the fix."""
+    import json
+
+    first = next(iter(dataset), None)
+    if first is None:
+        return
+    bad = []
+    for name, value in first.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            bad.append(f"`{name}` ({type(value).__name__})")
+    if bad:
+        raise ValueError(
+            f"train_dataset column(s) {', '.join(bad)} cannot be saved as JSON, which ZPPO's checkpoints need (the "
+            "replay buffer keeps its questions' rows to roll them out again). Drop the column(s) "
+            "(dataset.remove_columns([...])) or turn them into strings (dataset.map(lambda r: {name: str(r[name])}))."
+        )
+
+
+def warn_if_duplicate_questions(dataset) -> None:
+    """A dataset without `prompt_id` identifies a question by its prompt and answer (`replay.question_id`): copies of
+    a question are one question to the buffer. Say how many rows repeat one, and the first ids; in a round, their
+    visits are merged into one (`hints.merge_visits`)."""
+    from .replay import question_id
+
+    seen, repeats = set(), []
+    for row in dataset.select_columns([c for c in ("prompt", "answer") if c in dataset.column_names]):
+        pid = question_id(row)
+        if pid in seen:
+            repeats.append(pid)
+        seen.add(pid)
+    if repeats:
+        warnings.warn(
+            f"train_dataset holds {len(repeats)} row(s) that repeat a question (same prompt and answer), e.g. "
+            f"{list(dict.fromkeys(repeats))[:5]}. ZPPO counts a question's visits in one round as one visit; to "
+            "train on them as different questions, give the dataset a unique `prompt_id` column.",
+            stacklevel=4,
+        )
 
 
 def _check_prompt_ids(ids: list) -> None:
