@@ -1,4 +1,4 @@
-"""Keep bitsandbytes 4-bit layers trainable on CPU (QLoRA).
+"""Keep bitsandbytes 4-bit layers trainable on CPU (QLoRA), and QLoRA adapters in the dtype the run trains in.
 
 Measured with bitsandbytes 0.50.2: a `Linear4bit` whose `support_avx512bf16_for_cpu` is true (bitsandbytes sets it on
 CPUs with AVX512-BF16) repacks its weight into a CPU inference layout the first time it runs in eval mode without
@@ -23,6 +23,9 @@ package (or without the Hub, from which `kernels` downloads it). transformers im
 whenever both are installed, so every run printed it, quantised or not; the kernel only speeds up the inference layout
 that ZPPO turns off. The filter acts only if this module is imported before bitsandbytes. For the same reason this
 module imports bitsandbytes itself with `kernels` hidden, so that the import makes no request to the Hub.
+
+`upcast_quantized_adapters` undoes TRL's bfloat16 cast of QLoRA adapters when the run does not train in bf16 (fp16 on
+a T4, or fp32): ZPPOTrainer calls it once TRL has built the PEFT model, before the optimizer exists.
 """
 
 from __future__ import annotations
@@ -119,3 +122,40 @@ def _warn_lossy_restore_once(count: int) -> None:
         count,
         100 * RESTORED_WEIGHT_MAX_RELATIVE_ERROR,
     )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# adapter dtype of a quantised model
+
+
+def upcast_quantized_adapters(model, args) -> int:
+    """Keep the trainable weights (LoRA adapters) of a quantised model in float32 unless the run trains in bf16;
+    returns how many tensors were cast.
+
+    TRL 1.16's GRPOTrainer casts every trainable parameter of a 4- or 8-bit model to bfloat16 (the QLoRA paper's
+    recipe, written for bf16 training), whatever `bf16`/`fp16` say. Under `fp16=True` (a T4) or fp32 that leaves
+    bfloat16 master weights: an optimizer step smaller than 2**-8 of a weight is rounded away (AdamW's steps are about
+    the learning rate, so at 1e-5 LoRA A's ~0.1 weights never move), and the adapters compute in a format the card
+    emulates. PEFT's own default (`autocast_adapter_dtype=True`) is float32 adapters, as fp16 autocast expects; this
+    restores it. Also warns when the 4-bit layers compute in bf16 under fp16 (`bnb_4bit_compute_dtype`).
+    """
+    if not (getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)):
+        return 0
+    cast = 0
+    if not args.bf16:
+        for param in model.parameters():
+            if param.requires_grad and param.dtype == torch.bfloat16:
+                param.data = param.data.float()
+                cast += 1
+    bnb_modules = sys.modules.get("bitsandbytes.nn.modules")
+    if args.fp16 and bnb_modules is not None:
+        bf16_compute = [m for m in model.modules() if isinstance(m, bnb_modules.Linear4bit)
+                        and getattr(m, "compute_dtype", None) == torch.bfloat16]  # fmt: skip
+        if bf16_compute:
+            logger.warning(
+                "fp16=True, but %d 4-bit layers compute in bfloat16 (bnb_4bit_compute_dtype=torch.bfloat16), which a "
+                "GPU without native bf16 only emulates, slowly. Load the model with "
+                "BitsAndBytesConfig(bnb_4bit_compute_dtype=torch.float16) (CLI: --dtype float16).",
+                len(bf16_compute),
+            )
+    return cast
