@@ -17,8 +17,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import torch
 from transformers import TrainerCallback
 
-import zppo_trl.trainer as trainer_module
 from zppo_trl import ZPPOConfig, ZPPOTrainer
+from zppo_trl.checkpoint import last_complete_checkpoint
 from zppo_trl.tiny import addition_dataset, build_char_tokenizer, build_tiny_llama
 
 torch.set_num_threads(1)
@@ -46,17 +46,18 @@ class Killer(TrainerCallback):
             die()
 
 
-if mode == "kill_during_save4":  # die halfway through writing checkpoint-4's buffer state (temp file, no rename)
-    original = trainer_module.write_state_file
+if (
+    mode == "kill_during_save4"
+):  # die inside the real state write of checkpoint-4: its data is written, not yet renamed
+    original_fsync = os.fsync
 
-    def dying_write(path, payload):
-        if f"checkpoint-4{os.sep}" in path:
-            with open(path + ".partial", "w") as f:
-                f.write('{"schema_version": 1, "checksum": "')
+    def dying_fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if f"checkpoint-4{os.sep}" in path and os.path.basename(path).startswith(".zppo_state."):
             die()
-        original(path, payload)
+        original_fsync(fd)
 
-    trainer_module.write_state_file = dying_write
+    os.fsync = dying_fsync
 
 if mode == "kill_before_trainer_state4":  # checkpoint-4 has model, ZPPO state and optimizer, not trainer_state.json
     from transformers import TrainerState
@@ -81,9 +82,8 @@ args = ZPPOConfig(
 trainer = ZPPOTrainer(model=build_tiny_llama(tokenizer), reward_funcs=reward, args=args,
                       train_dataset=addition_dataset(16), processing_class=tokenizer, callbacks=[Killer()])  # fmt: skip
 if mode == "resume":
-    print("RESUME", os.path.basename(trainer_module.last_complete_checkpoint(args.output_dir)), flush=True)
+    print("RESUME", os.path.basename(last_complete_checkpoint(args.output_dir)), flush=True)
 trainer.train(resume_from_checkpoint=True if mode == "resume" else None)
 weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
 with open(os.path.join(out_dir, "result.json"), "w") as f:
-    json.dump({"state": trainer.zppo_state(), "weights_sha": hashlib.sha256(weights.numpy().tobytes()).hexdigest(),
-               "weights_sum": float(weights.double().abs().sum())}, f)  # fmt: skip
+    json.dump({"state": trainer.zppo_state(), "weights_sha": hashlib.sha256(weights.numpy().tobytes()).hexdigest()}, f)

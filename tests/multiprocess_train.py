@@ -1,10 +1,12 @@
 """Run by tests/test_multiprocess.py under `torchrun --standalone --nproc_per_node 2`: trains the tiny model with
 ZPPO (checkpoints every 2 steps) and writes, per rank, the buffer state and hint prompts of every round to
-OUT/{tag}rank{r}.json. `python multiprocess_train.py OUT [resume | VARIANT]`: with `resume`, continue from
-checkpoint-2; a VARIANT (see VARIANTS) trains a baseline or option instead of ZPPO's defaults."""
+OUT/{tag}rank{r}.json. `python multiprocess_train.py OUT [kill | resume | VARIANT]`: `kill` SIGKILLs rank 0 after
+step 3 (checkpoint-2 is the newest complete one); `resume` continues from the newest complete checkpoint (chosen by
+the main process and broadcast); a VARIANT (see VARIANTS) trains a baseline or option instead of ZPPO's defaults."""
 
 import json
 import os
+import signal
 import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,7 +20,8 @@ from zppo_trl.tiny import addition_dataset, build_char_tokenizer, build_tiny_lla
 
 torch.set_num_threads(1)
 out_dir = sys.argv[1]
-resume = len(sys.argv) > 2 and sys.argv[2] == "resume"
+mode = sys.argv[2] if len(sys.argv) > 2 else ""
+resume = mode == "resume"
 VARIANTS = {  # the other methods' rounds must be identical on both ranks too
     "prefix_exclude": dict(hint_type="prefix", exclude_zero_variance_groups=True),
     "teacher_response": dict(hint_type="teacher_response"),
@@ -43,6 +46,8 @@ class Record(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         t = self.trainer
+        if mode == "kill" and state.global_step == 3 and t.accelerator.is_main_process:
+            os.kill(os.getpid(), signal.SIGKILL)  # torchrun then stops the other rank
         logged = {k: v for k, v in state.log_history[-1].items() if k.startswith("zppo/")} if state.log_history else {}
         self.rounds.append({"step": state.global_step, "buffer": t.replay_buffer.state_dict(), "last": t.last_round,
                             "experience": t.experience_buffer.state_dict(),
@@ -81,7 +86,7 @@ trainer = ZPPOTrainer(
     callbacks=[record],
 )
 record.trainer = trainer
-trainer.train(resume_from_checkpoint=os.path.join(args.output_dir, "checkpoint-2") if resume else None)
+trainer.train(resume_from_checkpoint=True if resume else None)
 tag = "resumed-" if resume else f"{variant}-" if variant else ""
 with open(os.path.join(out_dir, f"{tag}rank{trainer.accelerator.process_index}.json"), "w") as f:
     json.dump({"num_processes": trainer.accelerator.num_processes, "rounds": record.rounds}, f)

@@ -2,8 +2,6 @@
 credentials, a copy of a question is one question, a column the state cannot hold fails at build, an infinite
 reward degrades only its rollout, and a state saved without rows resumes from the training set."""
 
-import json
-import os
 import warnings
 
 import pytest

@@ -1,6 +1,6 @@
 """Two processes on CPU: `torchrun --standalone --nproc_per_node 2` (accelerate's CPU launcher starts only one here).
 Both ranks must hold identical buffers and build identical hint prompts every round; the same seed twice gives the
-same rounds; a resume under two processes ends like the uninterrupted run."""
+same rounds; a run whose rank 0 is killed resumes under two processes to the uninterrupted run's end."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 HERE = os.path.dirname(__file__)
 
 
-def torchrun(*script_args):
+def torchrun(*script_args, expect_kill=False):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            os.path.join(HERE, "multiprocess_train.py"), *map(str, script_args)]  # fmt: skip
@@ -20,9 +20,12 @@ def torchrun(*script_args):
     # matched in lower case: torch's libuv store writes "address already in use", older launchers capitalise it
     launcher_fault = ("address already in use", "eaddrinuse", "rendezvousconnectionerror", "distnetworkerror",
                       "connection reset by peer")  # fmt: skip
-    if result.returncode != 0 and any(f in result.stderr.lower() for f in launcher_fault):
+    if result.returncode != 0 and not expect_kill and any(f in result.stderr.lower() for f in launcher_fault):
         # a port or rendezvous fault of the launcher, not of ZPPO: try once more, and say so if it fails again
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if expect_kill:  # the launcher reports the killed worker and stops the other one
+        assert result.returncode != 0 and "SIGKILL" in result.stderr, result.stderr[-4000:]
+        return
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -56,10 +59,12 @@ def test_two_processes_identical_deterministic_and_resumable(tmp_path):
     again = read_ranks(tmp_path / "b")
     assert again == rounds, first_difference(rounds, again)
 
-    torchrun(tmp_path / "a", "resume")  # from checkpoint-2 of run a
-    resumed = read_ranks(tmp_path / "a", "resumed-")
+    torchrun(tmp_path / "c", "kill", expect_kill=True)  # rank 0 killed after step 3: checkpoint-2 is the newest
+    assert not list((tmp_path / "c").glob("rank*.json"))
+    torchrun(tmp_path / "c", "resume")  # the newest complete checkpoint, chosen on rank 0 and broadcast
+    resumed = read_ranks(tmp_path / "c", "resumed-")
     assert [r["step"] for r in resumed] == [3, 4, 5]
-    assert resumed[-1]["buffer"] == rounds[-1]["buffer"]
+    assert resumed[-1]["buffer"] == rounds[-1]["buffer"] and resumed[-1]["last"] == rounds[-1]["last"]
 
 
 @pytest.mark.slow

@@ -209,15 +209,21 @@ def test_gradient_accumulation_and_steps_per_generation(make_trainer):
     assert reward.ids("bcq") and set(trainer.replay_buffer.ids()) == reward.ids("plain") & HARD
 
 
+def digit_share(completions, **kwargs):  # dense: every group has variance, so every loss type has a gradient
+    return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in (prompt_text(c) for c in completions)]
+
+
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo", "bnpo"])
-def test_trl_loss_types_run_with_zppo(make_trainer, loss_type):
+def test_trl_loss_types_train_with_zppo(make_trainer, loss_type):
     reward = ScriptedReward()
-    trainer = make_trainer(reward, loss_type=loss_type, teacher_column="solution", hint_ratio=1.0, max_steps=2)
+    trainer = make_trainer([reward, digit_share], loss_type=loss_type, teacher_column="solution", hint_ratio=1.0,
+                           max_steps=2)  # fmt: skip
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
-    assert reward.ids("bcq") and trainer.state.log_history[-1]["train_loss"] == pytest.approx(
-        trainer.state.log_history[-1]["train_loss"]
-    )
+    assert reward.ids("bcq")
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.state.log_history if "loss" in h)
+    unchanged = [n for n, p in trainer.model.named_parameters() if torch.equal(p.detach(), before[n])]
+    assert not unchanged, f"{loss_type}: parameters not trained: {unchanged[:3]}"
 
 
 def test_evaluation_never_touches_the_buffer(make_trainer):

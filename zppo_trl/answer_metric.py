@@ -1,4 +1,4 @@
-"""Answer accuracy the `evaluate` way, offline: the metric script shipped in this package, and its results on disk.
+r"""Answer accuracy the `evaluate` way, offline: the metric script shipped in this package, and its results on disk.
 
 ```python
 >>> from zppo_trl.answer_metric import load_answer_accuracy

@@ -24,7 +24,7 @@ def question_id(row: dict) -> int | str:
     Example:
     ```python
     >>> question_id({"prompt_id": 7, "prompt": "What is 2+3?"}), question_id({"prompt": "What is 2+3?", "answer": "5"})
-    (7, 'q-53f8c1ea2a1b8a43')
+    (7, 'q-1664fd4994a2258d')
     ```
     """
     if "prompt_id" in row:
