@@ -5,20 +5,23 @@
 - **NCQ** (negative-choice question): the question, the deduplicated wrong final answers ("all WRONG") and the wrong
   reasoning traces.
 
-Every candidate is prepared the same way (`prepare_candidate`): `<think>` blocks stripped, *sanitised* (text that
-looks like the template's own tags or sentences, or like a chat special token, is neutralised so that it cannot
-change the prompt's structure), and *cut* only when it is over its token budget, keeping its head and its final
-answer. An empty, whitespace-only or tag-only rollout is never a candidate. Both BCQ candidates are shown whole: the
-teacher's reasoning is the content BCQ exists to show. The paper makes the two alike in style by having the teacher
-compress both (`COMPRESSION_TEMPLATE`, `ZPPOConfig.teacher_compress`); `match_candidate_lengths` is a model-free
-alternative, off by default, that cuts the longer one to the other's length. A hint that cannot be built raises
-`HintNotBuilt` with a reason the trainer counts. The templates are module constants and can be overridden per call.
+Every candidate is prepared the same way (`prepare_candidate`): `<think>` blocks stripped, *sanitised* (text that looks
+like the template's own tags or sentences, or like a special token of the student's tokenizer, also in Unicode
+look-alike or zero-width form, is neutralised so that it cannot change the prompt's structure), and *cut* only when it
+is over its token budget, keeping its head and its final answer. An empty, whitespace-only or tag-only rollout is never
+a candidate. Both BCQ candidates are shown whole: the teacher's reasoning is the content BCQ exists to show. The paper
+makes the two alike in style by having the teacher compress both (`COMPRESSION_TEMPLATE`,
+`ZPPOConfig.teacher_compress`); `match_candidate_lengths` is a model-free alternative, off by default, that cuts the
+longer one to the other's length. A hint that cannot be built raises `HintNotBuilt` with a reason the trainer counts.
+The templates are module constants and can be overridden per call.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -90,6 +93,105 @@ def extract_boxed(text: str) -> str | None:
 
 _SPECIAL_TOKEN = re.compile(r"<\|([^|<>]{0,64})\|>")
 _TAG = re.compile(r"<\s*(/?)\s*candidate\s*>", re.IGNORECASE)
+# What a reader (or a tokenizer's normaliser) may take for the ASCII characters of a tag or a special token, beyond
+# what NFKC folds already (full-width forms, small form variants such as `﹤`): angle brackets, slashes, vertical
+# bars, and the Cyrillic and Greek letters drawn like Latin ones.
+_LOOKALIKES = str.maketrans(
+    {
+        **dict.fromkeys("‹〈〈⟨❬❮˂", "<"),
+        **dict.fromkeys("›〉〉⟩❭❯˃", ">"),
+        **dict.fromkeys("⁄∕⧸", "/"),
+        **dict.fromkeys("∣ǀ｜￨", "|"),
+        **dict(zip("аеорсухіјѕԁһӏԛԝАВЕКМНОРСТХІЈЅ", "aeopcyxijsdhlqwABEKMHOPCTXIJS")),
+        **dict(zip("αοιρνΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "aoipvABEZHIKMNOPTYX")),
+    }
+)
+_MAX_PASSES = 8  # a neutralised token next to other text could form a new one; each pass breaks what is left
+
+
+@functools.lru_cache(maxsize=8192)
+def _fold_char(char: str) -> str:
+    if unicodedata.category(char) == "Cf":  # invisible format characters: zero-width space and joiners, BOM, bidi
+        return ""
+    return unicodedata.normalize("NFKC", char).translate(_LOOKALIKES)
+
+
+def _skeleton(text: str) -> tuple[str, list[int] | None]:
+    """`text` as it reads: invisible format characters dropped, Unicode look-alikes folded to ASCII (NFKC, then
+    `_LOOKALIKES`), and where each character of it comes from in `text` (None: the same place, `text` is ASCII)."""
+    if text.isascii():
+        return text, None
+    parts, index = [], []
+    for run in re.finditer(r"[\x00-\x7f]+|[^\x00-\x7f]+", text):
+        if run.group().isascii():
+            parts.append(run.group())
+            index.extend(range(run.start(), run.end()))
+            continue
+        for i, char in enumerate(run.group(), run.start()):
+            folded = _fold_char(char)
+            parts.append(folded)
+            index.extend([i] * len(folded))
+    return "".join(parts), index
+
+
+def _is_plain_text(token: str) -> bool:
+    # letters, digits and whitespace (`▁` is SentencePiece's space) read as ordinary text in any tokenizer
+    return all(c.isalnum() or c.isspace() or c == "▁" for c in token)
+
+
+def special_token_strings(tokenizer) -> tuple[str, ...]:
+    """The token strings of `tokenizer` (or of a processor's tokenizer) that hint prompts neutralise: every special
+    token (`all_special_tokens` and every added token flagged special, such as SmolLM2's `<file_sep>`) and every
+    added token that looks like markup (a character other than a letter, digit or space: DeepSeek's `<｜User｜>`,
+    Qwen's `<tool_call>`). Pass it as `special_tokens=` to `sanitize_candidate` and the hint builders.
+
+    Added tokens of letters and whitespace only (runs of spaces or newlines) are ordinary text and are left, as are
+    one-character tokens, which cannot be split."""
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor (multimodal) holds its tokenizer
+    tokens = set(getattr(tokenizer, "all_special_tokens", None) or ())
+    for added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if added.special or not _is_plain_text(added.content):
+            tokens.add(added.content)
+    return tuple(sorted(t for t in tokens if len(t.replace("▁", " ").strip()) >= 2))
+
+
+@functools.lru_cache(maxsize=32)
+def _structure_pattern(special_tokens: tuple[str, ...]) -> re.Pattern:
+    """One pattern over a text's `_skeleton` for everything a hint prompt neutralises: the candidate tags, chat
+    tokens shaped `<|…|>`, and `special_tokens` (in their folded form, longest first)."""
+    folded = {_skeleton(token)[0].strip() for token in special_tokens}
+    tokens = sorted((t for t in folded if len(t) >= 2), key=lambda t: (-len(t), t))
+    alternatives = [rf"(?P<tag>{_TAG.pattern})", rf"(?P<chat>{_SPECIAL_TOKEN.pattern})"]
+    if tokens:
+        alternatives.append(f"(?P<token>{'|'.join(map(re.escape, tokens))})")
+    return re.compile("|".join(alternatives), re.IGNORECASE)
+
+
+def _neutral(match: re.Match) -> str:
+    """What a tag or token becomes: `[candidate]`/`[/candidate]`, `<| name |>`, or the token with a space after its
+    first character (`</s>` -> `< /s>`, `[/INST]` -> `[ /INST]`), which no tokenizer maps to the token."""
+    if match.group("tag") is not None:
+        return f"[{'/' if '/' in match.group('tag') else ''}candidate]"
+    if match.group("chat") is not None:
+        return f"<| {match.group('chat')[2:-2].strip()} |>"
+    return f"{match.group()[0]} {match.group()[1:]}"
+
+
+def _neutralise_structure(text: str, special_tokens: Sequence[str] = ()) -> str:
+    pattern = _structure_pattern(tuple(special_tokens))
+    for _ in range(_MAX_PASSES):
+        skeleton, index = _skeleton(text)
+        pieces, end, changed = [], 0, False
+        for match in pattern.finditer(skeleton):
+            start, stop = match.span() if index is None else (index[match.start()], index[match.end() - 1] + 1)
+            replacement = _neutral(match)
+            if text[start:stop] != replacement:
+                pieces += [text[end:start], replacement]
+                end, changed = stop, True
+        if not changed:
+            return text
+        text = "".join(pieces) + text[end:]
+    return text
 
 
 def _template_sentences(*templates: str) -> list[str]:
@@ -102,17 +204,25 @@ def _template_sentences(*templates: str) -> list[str]:
     return sentences
 
 
-def sanitize_candidate(text: str, templates: Sequence[str] = (BCQ_TEMPLATE, NCQ_TEMPLATE)) -> str:
+def sanitize_candidate(
+    text: str, templates: Sequence[str] = (BCQ_TEMPLATE, NCQ_TEMPLATE), special_tokens: Sequence[str] = ()
+) -> str:
     """Neutralise everything in a candidate (or question) that could pose as prompt structure.
 
-    - `<candidate>` / `</candidate>` (any case or spacing) become `[candidate]` / `[/candidate]`;
+    - `<candidate>` / `</candidate>` (any case or spacing, in Unicode look-alikes such as `＜/candidate＞`, or with
+      zero-width characters inside) become `[candidate]` / `[/candidate]`;
     - sentences of the templates are cut to a "[quoted]" stub, so a candidate cannot announce new candidates;
-    - chat special tokens such as `<|im_end|>` become `<| im_end |>`, which no tokenizer maps to a special token.
+    - chat tokens shaped `<|…|>` (also in full-width form, as DeepSeek's `<｜end▁of▁sentence｜>`) become
+      `<| name |>`;
+    - each of `special_tokens` (pass `special_token_strings(tokenizer)`: `</s>`, `<end_of_turn>`, `[/INST]`, ...),
+      also in look-alike or zero-width form, gets a space after its first character (`< /s>`).
+
+    No neutralised text tokenizes to a special token id of the tokenizer whose `special_tokens` were passed.
     """
-    text = _TAG.sub(lambda m: f"[{m.group(1)}candidate]", text)
+    text = _neutralise_structure(text, special_tokens)
     for sentence in _template_sentences(*templates):
         text = re.sub(re.escape(sentence), "[quoted]", text, flags=re.IGNORECASE)
-    return _SPECIAL_TOKEN.sub(lambda m: f"<| {m.group(1).strip()} |>", text)
+    return text
 
 
 _LAST_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
@@ -206,24 +316,34 @@ def strip_think(text: str) -> str:
     return after or _THINK_TAG.sub("", text).strip()
 
 
-def is_blank_candidate(text: str) -> bool:
-    """Whether a rollout has nothing to show as a candidate: empty, whitespace only, or only tags (`<think>`,
-    `<candidate>`, chat special tokens). Such a rollout would show the reader an empty block next to a real one."""
-    for pattern in (_THINK_TAG, _TAG, _SPECIAL_TOKEN):
-        text = pattern.sub("", text)
-    return not text.strip()
+def is_blank_candidate(text: str, special_tokens: Sequence[str] = ()) -> bool:
+    """Whether a rollout has nothing to show as a candidate: empty, whitespace or invisible characters only, or only
+    tags (`<think>`, `<candidate>`, chat special tokens, `special_tokens`). Such a rollout would show the reader an
+    empty block next to a real one."""
+    skeleton = _skeleton(_THINK_TAG.sub("", text))[0]
+    return not _structure_pattern(tuple(special_tokens)).sub("", skeleton).strip()
 
 
 def prepare_candidate(
-    text: str, max_tokens: int, count_tokens: TokenCounter = _default_counter, mark: str = BCQ_SEAM
+    text: str,
+    max_tokens: int,
+    count_tokens: TokenCounter = _default_counter,
+    mark: str = BCQ_SEAM,
+    special_tokens: Sequence[str] = (),
 ) -> str:
     """A rollout or a teacher solution as a hint prompt shows it: `<think>` blocks stripped (`strip_think`),
-    sanitised, and cut only when it is over `max_tokens` (head and final answer kept, joined by `mark`)."""
-    return truncate_keep_answer(sanitize_candidate(strip_think(text)), max_tokens, count_tokens, mark=mark)
+    sanitised (`special_tokens` too), and cut only when it is over `max_tokens` (head and final answer kept, joined
+    by `mark`)."""
+    clean = sanitize_candidate(strip_think(text), special_tokens=special_tokens)
+    return truncate_keep_answer(clean, max_tokens, count_tokens, mark=mark)
 
 
 def match_candidate_lengths(
-    first: str, second: str, max_tokens: int, count_tokens: TokenCounter = _default_counter
+    first: str,
+    second: str,
+    max_tokens: int,
+    count_tokens: TokenCounter = _default_counter,
+    special_tokens: Sequence[str] = (),
 ) -> tuple[str, str]:
     """Optional (`ZPPOConfig.bcq_match_lengths`, off by default): the two prepared BCQ candidates cut to the same
     length in characters, a model-free way to take length away as a cue.
@@ -233,7 +353,7 @@ def match_candidate_lengths(
     written-out procedure it removes the procedure). The common length is never below what `first`'s (the correct
     candidate's) final answer needs (`_answer_room`), so the answer survives; the lengths then differ.
     """
-    pair = [prepare_candidate(t, max_tokens, count_tokens) for t in (first, second)]
+    pair = [prepare_candidate(t, max_tokens, count_tokens, special_tokens=special_tokens) for t in (first, second)]
     length = max(min(len(t) for t in pair), _answer_room(pair[0]))
     while True:
         pair = [truncate_keep_answer(t, length, len, mark=BCQ_SEAM, answer_share=1.0) for t in pair]
@@ -281,6 +401,7 @@ def build_bcq_hint(
     count_tokens: TokenCounter = _default_counter,
     template: str = BCQ_TEMPLATE,
     match_lengths: bool = False,
+    special_tokens: Sequence[str] = (),
 ) -> str:
     """The BCQ text appended after the question: the template sentence and two candidates in random order.
 
@@ -288,13 +409,16 @@ def build_bcq_hint(
     (`prepare_candidate`: no `<think>` block, sanitised, cut only when over budget, head and final answer kept).
     `max_candidate_tokens` is one budget for both, or a `(correct, wrong)` pair. `match_lengths` cuts the longer to
     the other's length (`match_candidate_lengths`, a model-free cue remover; off by default, the paper's way is to
-    have the teacher compress both).
+    have the teacher compress both). `special_tokens` (`special_token_strings(tokenizer)`) are neutralised too.
     """
     budgets = max_candidate_tokens if isinstance(max_candidate_tokens, tuple) else (max_candidate_tokens,) * 2
     if match_lengths:
-        pair = list(match_candidate_lengths(correct, wrong, min(budgets), count_tokens))
+        pair = list(match_candidate_lengths(correct, wrong, min(budgets), count_tokens, special_tokens))
     else:
-        pair = [prepare_candidate(text, budget, count_tokens) for text, budget in zip((correct, wrong), budgets)]
+        pair = [
+            prepare_candidate(text, budget, count_tokens, special_tokens=special_tokens)
+            for text, budget in zip((correct, wrong), budgets)
+        ]
     rng.shuffle(pair)
     return f"{template}\n{_candidate_blocks(pair)}"
 
@@ -306,6 +430,7 @@ def build_ncq_hint(
     count_tokens: TokenCounter = _default_counter,
     template: str = NCQ_TEMPLATE,
     extract_answer: AnswerExtractor = extract_boxed,
+    special_tokens: Sequence[str] = (),
 ) -> str:
     """The NCQ text appended after the question: the deduplicated wrong final answers and the wrong traces.
 
@@ -314,20 +439,20 @@ def build_ncq_hint(
     rollouts it reads no answer in (e.g. a truncated `\\boxed{`) add nothing to the list but still appear as a trace;
     identical traces are listed once; traces are
     added in the given order while the whole hint fits `max_hint_tokens` (at least one trace is always kept, cut to
-    fit).
+    fit). Answers and traces are sanitised, `special_tokens` (`special_token_strings(tokenizer)`) too.
     """
-    wrong_rollouts = [text for text in wrong_rollouts if not is_blank_candidate(text)]
+    wrong_rollouts = [text for text in wrong_rollouts if not is_blank_candidate(text, special_tokens)]
     answers: list[str] = []
     for text in wrong_rollouts:
         answer = extract_answer(text)
         if answer is not None:
-            answer = sanitize_candidate(answer)
+            answer = sanitize_candidate(answer, special_tokens=special_tokens)
             if answer not in answers:
                 answers.append(answer)
     header = _ncq_header(answers, template, max_hint_tokens // 2 if max_hint_tokens else None, count_tokens)
     traces: list[str] = []
     for text in dict.fromkeys(wrong_rollouts):  # ordered dedupe
-        trace = _clean(text, max_candidate_tokens, count_tokens)
+        trace = _clean(text, max_candidate_tokens, count_tokens, special_tokens)
         candidate_text = f"{header}\n{_candidate_blocks([*traces, trace])}"
         if max_hint_tokens is not None and traces and count_tokens(candidate_text) > max_hint_tokens:
             break
@@ -350,8 +475,10 @@ def _ncq_header(answers: list[str], template: str, max_tokens: int | None, count
         answers = answers[:-1]
 
 
-def _clean(text: str, max_tokens: int, count_tokens: TokenCounter) -> str:
-    return truncate_keep_answer(sanitize_candidate(text.strip()), max_tokens, count_tokens)
+def _clean(text: str, max_tokens: int, count_tokens: TokenCounter, special_tokens: Sequence[str] = ()) -> str:
+    return truncate_keep_answer(
+        sanitize_candidate(text.strip(), special_tokens=special_tokens), max_tokens, count_tokens
+    )
 
 
 def build_hint_prompt(
@@ -366,21 +493,24 @@ def build_hint_prompt(
     count_tokens: TokenCounter = _default_counter,
     extract_answer: AnswerExtractor = extract_boxed,
     match_lengths: bool = False,
+    special_tokens: Sequence[str] = (),
 ) -> Any:
     """The whole BCQ (`kind="bcq"`, needs `correct`) or NCQ prompt: question, hint, then `instruction`, within
     `max_prompt_tokens` (counted on the text, chat-template tokens aside). Raises `HintNotBuilt` with its reason when
     no wrong rollout (or no teacher solution) is usable, or the question leaves no room for candidates.
 
-    The question is sanitised too (only in the hint prompt), so text in it cannot pose as candidate structure. For
-    BCQ the wrong candidate is drawn from the usable `wrong_rollouts` with `rng`, which then orders the two
-    candidates. Both candidates are shown whole when they fit: each within `max_candidate_tokens`, and where the
-    prompt budget is short, the shorter keeps what it needs and the longer is cut (head and final answer kept).
-    NCQ lists the final answers `extract_answer` reads in `wrong_rollouts` (pass the correctness reward's extractor).
+    The question is sanitised too (only in the hint prompt), so text in it cannot pose as candidate structure; pass
+    `special_tokens=special_token_strings(tokenizer)` so that neither it nor a candidate can hold a real special token
+    of the student's tokenizer (`</s>`, `<end_of_turn>`, ...). For BCQ the wrong candidate is drawn from the usable
+    `wrong_rollouts` with `rng`, which then orders the two candidates. Both candidates are shown whole when they fit:
+    each within `max_candidate_tokens`, and where the prompt budget is short, the shorter keeps what it needs and the
+    longer is cut (head and final answer kept). NCQ lists the final answers `extract_answer` reads in `wrong_rollouts`
+    (pass the correctness reward's extractor).
     """
-    question = _sanitize_prompt(question)
+    question = _sanitize_prompt(question, special_tokens)
     fixed = count_tokens(prompt_text(question)) + (count_tokens(instruction) + 2 if instruction else 0) + 2
     room = max_prompt_tokens - fixed
-    usable = [w for w in wrong_rollouts if not is_blank_candidate(w)]
+    usable = [w for w in wrong_rollouts if not is_blank_candidate(w, special_tokens)]
     if not usable:
         raise HintNotBuilt(
             "no_usable_wrong_rollout", f"{len(wrong_rollouts)} wrong rollout(s), all empty or tags only"
@@ -388,23 +518,27 @@ def build_hint_prompt(
     if kind == "bcq":
         if correct is None:
             raise ValueError("a BCQ prompt needs a correct candidate")
-        if is_blank_candidate(correct):
+        if is_blank_candidate(correct, special_tokens):
             raise HintNotBuilt("no_usable_solution", "the teacher's solution is empty or tags only")
         if match_lengths:  # prefer a wrong rollout long enough to keep the correct answer at the common length
-            needed = _answer_room(prepare_candidate(correct, max_candidate_tokens, count_tokens))
-            usable = [
-                w for w in usable if len(prepare_candidate(w, max_candidate_tokens, count_tokens)) >= needed
-            ] or usable
+            prepare = lambda text: prepare_candidate(
+                text, max_candidate_tokens, count_tokens, special_tokens=special_tokens
+            )
+            needed = _answer_room(prepare(correct))
+            usable = [w for w in usable if len(prepare(w)) >= needed] or usable
         wrong = rng.choice(usable)
         order_seed = rng.random()  # one draw: the candidate order must not depend on how often the loop shrinks
         markup = count_tokens(f"{BCQ_TEMPLATE}\n{_candidate_blocks(['', ''])}")
-        sizes = [count_tokens(prepare_candidate(t, max_candidate_tokens, count_tokens)) for t in (correct, wrong)]
+        sizes = [
+            count_tokens(prepare_candidate(t, max_candidate_tokens, count_tokens, special_tokens=special_tokens))
+            for t in (correct, wrong)
+        ]
         budgets = _share_room(sizes, room - markup - 4)
 
         def build(scale):  # the hint, and the smallest budget of a candidate that is cut (only those can fail)
             scaled = tuple(max(1, int(b * scale)) for b in budgets)
             hint = build_bcq_hint(correct, wrong, random.Random(order_seed), scaled, count_tokens,
-                                  match_lengths=match_lengths)  # fmt: skip
+                                  match_lengths=match_lengths, special_tokens=special_tokens)  # fmt: skip
             return hint, min([b for b, size in zip(scaled, sizes) if b < size], default=room)
 
     elif kind == "ncq":
@@ -412,8 +546,9 @@ def build_hint_prompt(
         def build(scale):
             budget = int((room - 4) * scale)
             return build_ncq_hint(
-                usable, max_candidate_tokens, budget, count_tokens, extract_answer=extract_answer
-            ), budget
+                usable, max_candidate_tokens, budget, count_tokens, extract_answer=extract_answer,
+                special_tokens=special_tokens,
+            ), budget  # fmt: skip
 
     else:
         raise ValueError(f"hint kind must be 'bcq' or 'ncq', got {kind!r}")
@@ -439,12 +574,11 @@ def _share_room(sizes: list[int], room: int) -> list[int]:
     return [room // 2, room // 2]
 
 
-def _sanitize_prompt(prompt: Any) -> Any:
+def _sanitize_prompt(prompt: Any, special_tokens: Sequence[str] = ()) -> Any:
+    clean = functools.partial(sanitize_candidate, special_tokens=special_tokens)
     if isinstance(prompt, str):
-        return sanitize_candidate(prompt)
-    return [
-        {**m, "content": sanitize_candidate(m["content"])} if isinstance(m.get("content"), str) else m for m in prompt
-    ]
+        return clean(prompt)
+    return [{**m, "content": clean(m["content"])} if isinstance(m.get("content"), str) else m for m in prompt]
 
 
 # --------------------------------------------------------------------------------------------------------------------
