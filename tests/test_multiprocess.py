@@ -1,6 +1,6 @@
 """Two processes on CPU: `torchrun --standalone --nproc_per_node 2` (accelerate's CPU launcher starts only one here).
-Both ranks must hold identical buffers and build identical hint prompts every round; the same seed twice gives the
-same rounds; a run whose rank 0 is killed resumes under two processes to the uninterrupted run's end."""
+Both ranks must hold identical buffers and build identical hint prompts every round, equal to the committed record
+(tests/fixtures/pinned_two_process_rounds.json); the same seed twice gives the same rounds; a run whose rank 0 is killed resumes under two processes to the uninterrupted run's end."""
 
 import json
 import os
@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from pinned_rounds import assert_same  # tests/ is on sys.path (no package)
 
 HERE = os.path.dirname(__file__)
 
@@ -54,6 +55,9 @@ def test_two_processes_identical_deterministic_and_resumable(tmp_path):
     assert any(r["last"]["hints"] for r in rounds), "hint groups never ran"
     assert any(r["last"]["replayed"] for r in rounds), "replay never ran"
     assert rounds[-1]["buffer"]["total_graduated"] > 0
+
+    with open(os.path.join(HERE, "fixtures", "pinned_two_process_rounds.json")) as f:  # and the committed record
+        assert_same(json.loads(json.dumps(rounds)), json.load(f), "two-process rounds")
 
     torchrun(tmp_path / "b")  # same seed, fresh run: same sequence of buffer states and hint prompts
     again = read_ranks(tmp_path / "b")
