@@ -5,6 +5,7 @@ CLI's parser (`main`) with the tiny model saved to a folder and no device flags.
 import csv
 import json
 import logging
+import re
 
 import pytest
 
@@ -116,15 +117,25 @@ def test_gsm8k_schema_file(tiny_model_dir, tmp_path, capsys):
     assert dataset[2]["solution"] == ""  # no reference solution: the teacher skips it (NCQ only)
 
 
-def test_unrecognised_schema_names_the_columns_and_the_flags(tiny_model_dir, tmp_path):
+def test_unrecognised_schema_names_the_columns_and_the_flags(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """A data error is the message alone and exit status 2; --debug (or ZPPO_DEBUG=1) raises it with its traceback."""
+    monkeypatch.delenv("ZPPO_DEBUG", raising=False)
     data = write_jsonl(tmp_path / "odd.jsonl", [{"text": "What is 1 + 1?", "label": "2"}])
-    with pytest.raises(ValueError, match=r"Columns found: \['text', 'label'\].*--question_column.*--answer_column"):
-        main(one_step(tiny_model_dir, tmp_path / "run", "--dataset_name", data))
-    with pytest.raises(ValueError, match=r"--answer_column='gold' is not a column"):
-        main(one_step(tiny_model_dir, tmp_path / "run", "--dataset_name", data, "--question_column", "text",
-                      "--answer_column", "gold"))  # fmt: skip
+    cases = [
+        ([], ValueError, r"Columns found: \['text', 'label'\].*--question_column.*--answer_column"),
+        (["--question_column", "text", "--answer_column", "gold"], ValueError, r"--answer_column='gold' is not a column"),
+    ]  # fmt: skip
+    for flags, error, message in cases:
+        assert main(one_step(tiny_model_dir, tmp_path / "run", "--dataset_name", data, *flags)) == 2
+        printed = capsys.readouterr().err
+        assert re.search(message, printed) and "Traceback" not in printed and "--debug" in printed
+        with pytest.raises(error, match=message):
+            main(one_step(tiny_model_dir, tmp_path / "run", "--dataset_name", data, *flags, "--debug"))
+    missing = one_step(tiny_model_dir, tmp_path / "run", "--dataset_name", str(tmp_path / "missing.jsonl"))
+    assert main(missing) == 2 and "missing.jsonl': no such file" in capsys.readouterr().err
+    monkeypatch.setenv("ZPPO_DEBUG", "1")
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
-        main(one_step(tiny_model_dir, tmp_path / "run", "--dataset_name", str(tmp_path / "missing.jsonl")))
+        main(missing)
 
 
 def test_device_flags_and_yaml_keys_win(tiny_model_dir, tmp_path, capsys):

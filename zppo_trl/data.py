@@ -9,8 +9,16 @@ solution, usable as the BCQ teacher column) and `prompt_id`.
 - `to_zppo_format(dataset, ...)`: maps any question/answer table to ZPPO's shape. Columns are detected by name
   (`question`/`problem`/`query`, `answer`/`final_answer`/..., `solution`, `id`/...) or named explicitly. GSM8K's
   `reasoning ... #### 42` answers are parsed, an answer holding a `\\boxed{}` gives its content, any other answer is
-  taken as it is, and MATH's `problem`+`solution` takes the answer from the solution's last `\\boxed{}`.
-  Rows with an empty question or answer are logged (count and first ids) and dropped.
+  taken as it is. Rows with an empty question or answer are logged (count and first ids) and dropped.
+
+When `solution` is the gold answer and when it is a worked solution (the BCQ teacher's candidate):
+- With an answer column (detected or `--answer_column`), `solution` holds worked solutions.
+- Without one, the `solution` column is read as a whole: if any cell is a worked solution (holds a `\\boxed{}` or a
+  GSM8K `####` line), it holds worked solutions (MATH's `problem`+`solution`; the gold answer is each one's last
+  `\\boxed{}`, or what follows its `####`). Otherwise it holds the gold answers themselves: TRL's shape (`prompt`
+  + `solution`, as `trl.rewards.accuracy_reward` reads it). Then `answer` is copied from it, `solution` is kept as it
+  is for TRL's rewards, and the data has no worked solutions: no BCQ teacher column (`has_worked_solutions` is False).
+- `--answer_column solution` states the second reading explicitly.
 """
 
 from __future__ import annotations
@@ -80,7 +88,8 @@ def _column_error(columns: list[str], problem: str) -> ValueError:
         "(optional: --solution_column for reference solutions, the BCQ teacher; --id_column for question ids), or "
         "in Python to_zppo_format(dataset, question_column=..., answer_column=...). Recognised without flags: "
         f"question {list(QUESTION_COLUMNS)}, answer {list(ANSWER_COLUMNS)} (plain, GSM8K '#### 42' or \\boxed{{}}), "
-        f"solution {list(SOLUTION_COLUMNS)} (MATH: the answer is its last \\boxed{{}}), id {list(ID_COLUMNS)}."
+        f"solution {list(SOLUTION_COLUMNS)} (worked solutions, the answer being each one's last \\boxed{{}}; with no "
+        f"\\boxed{{}} in the column, the gold answers: TRL's shape), id {list(ID_COLUMNS)}."
     )
 
 
@@ -131,6 +140,8 @@ def _gold_and_solution(answer: str, solution: str) -> tuple[str, str]:
         return extract_boxed(answer) or "", solution or answer
     if answer:
         return answer, solution
+    if "####" in solution:  # only a worked solution, GSM8K style
+        return parse_gsm8k_answer(solution)
     return extract_boxed(solution) or "", solution  # MATH: only a solution
 
 
@@ -151,8 +162,9 @@ def to_zppo_format(
     and `prompt_id` (when it has an id column), keeping its other columns (custom rewards may read them).
 
     Questions become one-turn chats, as in the embedded data; a `prompt` column is kept as it is (TRL's format: chat
-    messages, or a string for a plain-text prompt). Rows with an empty question or answer are logged with their
-    ids and dropped. Raises, listing the columns found and the flags that fix it, when the schema cannot be told.
+    messages, or a string for a plain-text prompt). A `solution` column is the gold answer or a worked solution by
+    the rule in the module docstring. Rows with an empty question or answer are logged with their ids and dropped.
+    Raises, listing the columns found and the flags that fix it, when the schema cannot be told.
 
     Example:
     ```python
@@ -163,6 +175,10 @@ def to_zppo_format(
     """
     columns = list(dataset.column_names)
     cols = detect_columns(columns, question_column, answer_column, solution_column, id_column)
+    if cols.solution is not None and (
+        cols.solution == cols.answer or cols.answer is None and not _any_worked_answer(dataset, cols.solution)
+    ):  # TRL's shape: `solution` holds the gold answers (module docstring); it stays as it is for TRL's rewards
+        cols = ColumnMapping(question=cols.question, answer=cols.solution, solution=None, id=cols.id)
     has_solutions = cols.solution is not None or (cols.answer is not None and _any_worked_answer(dataset, cols.answer))
 
     def convert(row, index):
@@ -208,6 +224,15 @@ def to_zppo_format(
 
 def _any_worked_answer(dataset: Dataset, column: str) -> bool:
     return any("####" in _text(a) or "\\boxed{" in _text(a) for a in dataset[column])
+
+
+def has_worked_solutions(dataset: Dataset) -> bool:
+    """Whether a dataset in ZPPO's shape has worked solutions to serve as the BCQ teacher: a `solution` cell that is
+    neither empty nor the row's gold answer (TRL's shape keeps the gold answers in `solution`)."""
+    if "solution" not in dataset.column_names:
+        return False
+    answers = dataset["answer"] if "answer" in dataset.column_names else [""] * len(dataset)
+    return any(_text(s) not in ("", _text(a)) for s, a in zip(dataset["solution"], answers))
 
 
 def _check_unique_ids(ids: list, column: str) -> None:
