@@ -249,9 +249,9 @@ class ZPPOTrainer(
         # 2. the buffer learns from plain rollouts only, one visit per question (copies of a question merged); it
         # keeps the rows of exactly the questions it holds
         questions = merge_visits(visits)
-        before = self.replay_buffer.counters()
-        for v in questions:
-            self.replay_buffer.visit(v.prompt_id, v.correct, v.scored, self._zppo_round)
+        before, held = self.replay_buffer.counters(), self.replay_buffer.ids()  # FIFO order: the same on every rank
+        outcome = {v.prompt_id: self.replay_buffer.visit(v.prompt_id, v.correct, v.scored, self._zppo_round)
+                   for v in questions}  # fmt: skip
         row_of = {**self._replay_rows, **{v.prompt_id: v.row for v in questions}}
         self._replay_rows = {pid: row_of[pid] for pid in self.replay_buffer.ids()}
 
@@ -336,9 +336,25 @@ class ZPPOTrainer(
         }
         for key, value in metrics.items():
             self._metrics["train"][key].append(value)
+        gathered = self.accelerator.gather  # a collective: every process calls it
+        loss_rows = output["completion_mask"].sum(dim=1)
+        tokens = torch.stack([loss_rows[~output[HINT_FLAG]].sum(), loss_rows[output[HINT_FLAG]].sum(),
+                              output["prompt_mask"].sum()]).to(self.accelerator.device)  # fmt: skip
+        plain_tokens, hint_tokens, prompt_tokens = gathered(tokens).view(-1, 3).sum(dim=0).tolist()
         self.last_round = {
             "round": self._zppo_round,
             **counts,
+            "admitted_ids": [pid for pid, what in outcome.items() if what == "admitted"],
+            "graduated_ids": [pid for pid, what in outcome.items() if what == "graduated"],
+            "evicted_ids": [pid for pid in held if pid not in self.replay_buffer and outcome.get(pid) != "graduated"],
+            # what this round generated, over all processes: completions, their tokens (plain and hint rows) and the
+            # prompt tokens of every row (a round's processed tokens = prompt + completion tokens)
+            "completions": len(round_rewards[0]) + sum(len(r) for r in round_rewards[1:]),
+            "tokens": {
+                "plain_completion": int(plain_tokens),
+                "hint_completion": int(hint_tokens),
+                "prompt": int(prompt_tokens),
+            },  # fmt: skip
             "buffer_size": len(self.replay_buffer),
             "teacher_failures": teacher_failures,
             "new": new_ids,
