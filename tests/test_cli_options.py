@@ -112,7 +112,11 @@ def trl_shaped_rows(n: int) -> list[dict]:
     return [{"prompt": [{"role": "user", "content": f"What is {a} + 3?"}], "solution": str(a + 3)} for a in range(n)]
 
 
-def test_a_trl_shaped_dataset_trains_through_the_cli_with_trls_accuracy_reward(tiny_model_dir, tmp_path, capsys):  # noqa: F811
+def test_a_trl_shaped_dataset_trains_through_the_cli_with_trls_accuracy_reward(
+    tiny_model_dir,  # noqa: F811
+    tmp_path,
+    capsys,
+):
     data = write_jsonl(tmp_path / "trl.jsonl", trl_shaped_rows(6))
     run = tmp_path / "run"
     flags = ["--dataset_name", data, "--reward_funcs", "trl.rewards.accuracy_reward"]

@@ -123,7 +123,8 @@ def test_unrecognised_schema_names_the_columns_and_the_flags(tiny_model_dir, tmp
     data = write_jsonl(tmp_path / "odd.jsonl", [{"text": "What is 1 + 1?", "label": "2"}])
     cases = [
         ([], ValueError, r"Columns found: \['text', 'label'\].*--question_column.*--answer_column"),
-        (["--question_column", "text", "--answer_column", "gold"], ValueError, r"--answer_column='gold' is not a column"),
+        (["--question_column", "text", "--answer_column", "gold"], ValueError,
+         r"--answer_column='gold' is not a column"),
     ]  # fmt: skip
     for flags, error, message in cases:
         assert main(one_step(tiny_model_dir, tmp_path / "run", "--dataset_name", data, *flags)) == 2

@@ -295,7 +295,8 @@ def print_help(command: str, rest: list[str], show_all: bool) -> None:
                          "--help-all lists every one.")  # fmt: skip
     parser.epilog = (parser.epilog or "") + (
         f" A bare --debug (or {DEBUG_ENV}=1) shows the traceback of a configuration error; --debug VALUE is "
-        "transformers' option. With no --model_name_or_path, --dataset_name, --data_files or --config, `zppo-trl train` runs the CPU demo, "
+        "transformers' option. With no --model_name_or_path, --dataset_name, --data_files or --config, "
+        "`zppo-trl train` runs the CPU demo, "
         f"whose config ({builtin_config_path()}) sets its own values."
     )
     parser.print_help()
@@ -445,8 +446,9 @@ def prepare_training(script_args: ZPPOScriptArguments, training_args: ZPPOConfig
         training_args.teacher_column = "solution"
         print("[zppo] teacher: the dataset's `solution` column (pass --teacher_column to choose another)")
     elif no_teacher and "solution" in dataset.column_names:
-        print("[zppo] teacher: none. The `solution` column holds the gold answers (TRL's shape), not worked solutions, "
-              "so BCQ is off and only NCQ hint prompts are built (--teacher_model or --teacher_column to add one)")  # fmt: skip
+        print("[zppo] teacher: none. The `solution` column holds the gold answers (TRL's shape), not worked "
+              "solutions, so BCQ is off and only NCQ hint prompts are built (--teacher_model or --teacher_column to "
+              "add one)")  # fmt: skip
     model_path = resolve_model_path(model_args)
     training_args.model_init_kwargs = {
         "revision": model_args.model_revision,
