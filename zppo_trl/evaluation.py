@@ -34,20 +34,37 @@ def training_sampler(args) -> dict:
     return sampler
 
 
+def generation_pad_id(tokenizer) -> int:
+    """The id to pad generation inputs with: the tokenizer's pad token, else its eos (Llama-3 and Mistral declare no
+    pad token; eos is what their generation pads with). Raises a ValueError naming the fix when it has neither."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    raise ValueError(
+        f"the tokenizer {type(tokenizer).__name__} has neither a pad nor an eos token, so prompts of different "
+        "lengths cannot be batched for generation. Set one, e.g. `tokenizer.pad_token = tokenizer.unk_token`."
+    )
+
+
 @torch.no_grad()
 def sample_completions(model, tokenizer, texts: list[str], num_samples: int, **generate_kwargs) -> torch.Tensor:
     """`num_samples` sampled completions of each (already templated) text, as token ids `(len(texts) * num_samples,
-    new tokens)`, text by text: left-padded as decoder-only generation needs (the tokenizer's padding side is
-    restored), no special tokens added (a chat template already has them). Shared by evaluation and the model
-    teacher."""
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        out = model.generate(**batch, do_sample=True, num_return_sequences=num_samples,
-                             pad_token_id=tokenizer.pad_token_id, **generate_kwargs)  # fmt: skip
-    finally:
-        tokenizer.padding_side = side
-    return out[:, batch["input_ids"].shape[1] :]
+    new tokens)`, text by text: left-padded as decoder-only generation needs, with the pad token or, when the
+    tokenizer has none, its eos (`generation_pad_id`), no special tokens added (a chat template already has them).
+    The tokenizer is not changed. Shared by evaluation and the model teacher."""
+    pad_id = generation_pad_id(tokenizer)
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    width = max(map(len, encoded))
+    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, ids in enumerate(encoded):  # left padding: each text ends where generation starts
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids) :] = 1
+    out = model.generate(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
+                         do_sample=True, num_return_sequences=num_samples, pad_token_id=pad_id,
+                         **generate_kwargs)  # fmt: skip
+    return out[:, width:]
 
 
 def plain_accuracy(
