@@ -28,6 +28,9 @@ def chars(text: str) -> int:  # a 1-char-per-token counter makes budgets exact
     return len(text)
 
 
+EMPTY_BLOCK = "<candidate>\n\n</candidate>"
+
+
 def blocks(text: str) -> int:
     return text.count("\n<candidate>\n")
 
@@ -170,8 +173,12 @@ def test_a_whole_hint_prompt_keeps_its_structure_and_budget(question, correct, w
         prompt = build_hint_prompt(kind, q, wrong, random.Random(0), correct=correct, instruction="Box it.",
                                    max_prompt_tokens=budget, max_candidate_tokens=200, count_tokens=chars)  # fmt: skip
     except HintNotBuilt as err:  # blank candidates, or no room left by the question and the template sentences
-        if err.reason == "no_room":
-            assert len(sanitize_candidate(question)) + 400 > budget
+        if err.reason == "no_room":  # only when even the smallest hint cannot fit (1 char = 1 token: exact sums)
+            room = budget - len(sanitize_candidate(question)) - len("\n\nBox it.") - 2
+            if kind == "bcq":  # the template and two blocks, each candidate cut to no less than 16 tokens
+                assert room - len(f"{BCQ_TEMPLATE}\n{EMPTY_BLOCK}\n{EMPTY_BLOCK}") - 4 < 2 * 16
+            else:  # the "all WRONG" sentence with one answer (cut to 32 tokens) and one block, even empty
+                assert room - 4 < len(NCQ_TEMPLATE.format(answers=f"\\boxed{{{'x' * 32}}}") + f"\n{EMPTY_BLOCK}")
         else:
             assert all(map(is_blank_candidate, wrong)) or (kind == "bcq" and is_blank_candidate(correct))
         return
