@@ -89,6 +89,8 @@ def test_sdist_and_wheel_hold_every_file_of_the_package(built):
     shipped_data = {"zppo_trl/configs/cpu_demo.yaml", "zppo_trl/data/tiny_math.jsonl",
                     "zppo_trl/evaluate_metrics/answer_accuracy/answer_accuracy.py",
                     "zppo_trl/evaluate_metrics/answer_accuracy/README.md"}  # fmt: skip
+    # the example configs the CLI's help names (`zppo-trl train --config NAME`)
+    shipped_data |= {f"zppo_trl/configs/{name}" for name in os.listdir(os.path.join(ROOT, "examples", "configs"))}
     assert shipped_data <= set(files)
     with zipfile.ZipFile(wheel) as whl:
         in_wheel = set(whl.namelist())
@@ -100,8 +102,35 @@ def test_sdist_and_wheel_hold_every_file_of_the_package(built):
     requires = re.findall(r"^Requires-Dist: ([\w-]+)(.*)$", metadata, flags=re.M)
     core = {name: spec for name, spec in requires if "extra ==" not in spec}
     assert {"evaluate", "bitsandbytes", "trl", "transformers", "peft", "accelerate", "datasets"} <= core.keys()
-    assert "build" in {name for name, spec in requires if 'extra == "test"' in spec}
+    assert {"build", "twine"} <= {name for name, spec in requires if 'extra == "test"' in spec}
+    assert re.search(r"^Project-URL: Paper, https://arxiv.org/abs/2606.18216$", metadata, flags=re.M)
     print(f"python -m build: {seconds:.1f} s")
+
+
+def test_twine_accepts_the_sdist_and_the_wheel(built):
+    """What PyPI checks on upload: the metadata and that the long description (README.md) renders."""
+    sdist, wheel, _ = built
+    done = run([sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel)], cwd=sdist.parent)
+    assert done.stdout.count("PASSED") == 2, done.stdout
+
+
+def test_the_vllm_extra_is_trls_range_and_tensorboard_configs_name_their_extra(built):
+    """vLLM within TRL 1.16's supported range (a newer one would replace torch), read from TRL's own metadata; an
+    example config that logs to TensorBoard names the extra that installs it."""
+    from importlib.metadata import requires
+
+    _, wheel, _ = built
+    with zipfile.ZipFile(wheel) as whl:
+        metadata = whl.read(f"zppo_trl-{VERSION}.dist-info/METADATA").decode()
+    ours = re.findall(r'^Requires-Dist: vllm([^;]*); extra == "vllm"$', metadata, flags=re.M)
+    trls = [r.split(";")[0].removeprefix("vllm") for r in requires("trl") if re.match(r"vllm\b", r)]
+    spec = lambda text: sorted(part.strip() for part in text.strip().strip("()").split(","))
+    assert ours and [spec(x) for x in ours] == [spec(x) for x in trls] and any("<" in x for x in ours)
+    assert re.search(r'^Requires-Dist: tensorboard[^;]*; extra == "tensorboard"$', metadata, flags=re.M)
+    for name in os.listdir(os.path.join(ROOT, "examples", "configs")):
+        text = open(os.path.join(ROOT, "examples", "configs", name)).read()
+        if re.search(r"^report_to:.*tensorboard", text, flags=re.M):
+            assert "zppo-trl[tensorboard]" in text, f"{name} logs to TensorBoard without naming the extra"
 
 
 @pytest.mark.slow
