@@ -15,6 +15,32 @@ INSTALL = """if INSTALL:
         raise ValueError("Set ZPPO_TRL_SOURCE in the first cell to the zppo-trl repository and tag you install from.")
     print("installing zppo-trl from", ZPPO_TRL_SOURCE)
     !pip install -q "{ZPPO_TRL_SOURCE}\""""
+# the cell after the install: log in to the Hub before anything long runs, and only when a repository is named
+LOGIN = """# Hub login first, so a long run never ends waiting for a token (only to push: no HUB_MODEL_ID, no push)
+if HUB_MODEL_ID and not TINY:
+    from huggingface_hub import get_token, interpreter_login, whoami
+
+    if get_token() is None:  # no HF_TOKEN (Colab secret or environment) and no saved token: ask now
+        interpreter_login()
+    print(f"logged in to the Hub as {whoami()['name']}; the adapter will be pushed to {HUB_MODEL_ID}")
+else:
+    print("HUB_MODEL_ID is empty: no Hub login, nothing will be pushed (the adapter stays in OUTPUT_DIR)")"""
+# the push cell's decision: a named repository only, never a placeholder
+PUSH = """if not HUB_MODEL_ID:
+    print(f"not pushed: HUB_MODEL_ID is empty (set it in the first cell to push); the adapter is in {OUTPUT_DIR}")
+elif TINY:
+    print("not pushed: CI run (TINY)")
+else:
+    trainer.args.hub_model_id = HUB_MODEL_ID
+    trainer.push_to_hub(dataset_name="openai/gsm8k")
+    print(f"pushed to https://huggingface.co/{HUB_MODEL_ID}")"""
+# the precision cell's rule (zppo_trl/precision.py): bf16 where the GPU computes it natively, fp16 on a T4, fp32 on CPU
+PRECISION = """from zppo_trl.precision import Precision, pick_precision
+
+# bf16 where the GPU computes it natively (L4, A100), fp16 on a T4 (bf16 only emulated there), fp32 on CPU (CI)
+PRECISION = Precision("fp32", "cpu", "CI: tiny model on CPU") if TINY else pick_precision()
+DTYPE = PRECISION.model_dtype(frozen_base=True)  # the frozen base (LoRA) in the format the GPU computes in
+print(f"precision: {PRECISION.name} ({PRECISION.reason})")"""
 PINNED_SOURCE = """# Where zppo-trl is installed from: ONE pinned source. It is not on PyPI yet, and an unpinned `pip install zppo-trl`
 # would install whatever anyone publishes under that name. Use the project's git repository at a release tag (or,
 # once published, a pinned version such as "zppo-trl==0.1.0").
@@ -26,10 +52,18 @@ quickstart = [
 Fine-tune a small instruct model on GSM8K with **ZPPO** ("Teacher in Prompts, Not Gradients", arXiv 2606.18216):
 LoRA, a hard-question replay buffer, and BCQ/NCQ hint prompts built from GSM8K's reference solutions.
 
-Written for a free Colab **T4** (16 GB, fp16: the T4 has no bf16) with `Qwen/Qwen2.5-0.5B-Instruct`.
+Written for a free Colab **T4** (16 GB, fp16: the T4 has no native bf16) with `Qwen/Qwen2.5-0.5B-Instruct`.
+
+**On a Colab T4, an ESTIMATE (not measured: this project had no GPU):**
+- time: about 25-40 min. 60 steps at ~15-25 s (two generation passes of 16 x 256 tokens, the second for the hint
+  prompts, ~6-10 s each; the LoRA update ~2 s), plus two evaluations of 100 questions x 4 samples (~3-5 min each).
+- peak GPU memory: about 3-5 GiB of 15. fp16 weights 1.0 GiB, LoRA with its Adam states 35 MiB, KV cache ~0.1 GiB,
+  checkpointed activations of ~7k tokens ~0.5 GiB, CUDA context ~0.5 GiB.
+
 **Not verified on Colab here**: this project's CI has no GPU and no Hub access. CI executes this notebook top to
 bottom on CPU with a tiny model built in code and a tiny built-in dataset, by overriding the parameters cell below
-(`TINY = True`).
+(`TINY = True`). To push the adapter, set `HUB_MODEL_ID` to a repository of yours: the next cells log in first; with
+it empty, nothing is pushed and "Run all" still completes.
 
 **Install source**: `ZPPO_TRL_SOURCE` in the first cell names the one place zppo-trl is installed from, pinned to a
 release tag; edit it before running in Colab."""),
@@ -42,12 +76,13 @@ MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 TINY = False            # True: a tiny random model + built-in problems, on CPU (what CI runs)
 INSTALL = True          # pip install ZPPO_TRL_SOURCE (Colab); CI has zppo-trl installed already
 MAX_STEPS = 60
-PUSH_TO_HUB = False     # set True and HUB_MODEL_ID to push the adapter with its ZPPO model card
-HUB_MODEL_ID = "your-name/qwen2.5-0.5b-gsm8k-zppo"
+HUB_MODEL_ID = ""       # a Hub repository of yours, e.g. "NAME/qwen2.5-0.5b-gsm8k-zppo", to push to; empty: no push
 OUTPUT_DIR = "qwen-zppo-gsm8k\""""),
     code(INSTALL),
+    code(LOGIN),
     md("## 1. Model, tokenizer, data"),
-    code("""import torch
+    code(
+        """import torch
 from datasets import load_dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -55,6 +90,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from zppo_trl import ZPPOConfig, ZPPOTrainer
 from zppo_trl.data import load_embedded_math, to_zppo_format
 from zppo_trl.rewards import boxed_accuracy_reward
+
+"""
+        + PRECISION
+        + """
 
 if TINY:
     from zppo_trl.tiny import build_char_tokenizer, build_tiny_llama
@@ -66,12 +105,13 @@ if TINY:
     heldout = load_embedded_math().select(range(16, 24))
 else:
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
-    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float16, device_map="cuda")
+    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=DTYPE, device_map="cuda")
     gsm8k = load_dataset("openai/gsm8k", "main")
     train = to_zppo_format(gsm8k["train"]).shuffle(seed=0).select(range(2000))
     heldout = to_zppo_format(gsm8k["test"]).select(range(100))
 print(train)
-print(train[0]["prompt"], "->", train[0]["answer"])"""),
+print(train[0]["prompt"], "->", train[0]["answer"])"""
+    ),
     md("## 2. Accuracy before training (plain prompts, 4 samples each)"),
     code("""from zppo_trl.evaluation import plain_accuracy
 
@@ -96,8 +136,7 @@ solutions that become the correct BCQ candidate), `replay_ratio` and `hint_ratio
     hint_prompt_max_tokens=256 if TINY else 1024,
     learning_rate=1e-3 if TINY else 1e-5,
     max_steps=3 if TINY else MAX_STEPS,
-    fp16=not TINY, bf16=False,              # T4: fp16
-    use_cpu=TINY,
+    **PRECISION.training_flags(),           # bf16 / fp16 (T4) / CPU, by the device
     activation_checkpointing=not TINY,
     logging_steps=1, save_strategy="no", report_to="none",
 )
@@ -126,16 +165,14 @@ display(Image(filename=f"{OUTPUT_DIR}/zppo_graduation.png"))"""),
     code("""after = plain_accuracy(trainer.model, tokenizer, heldout, num_samples=4, max_new_tokens=16 if TINY else 256,
                        instruction=INSTRUCTION)
 print(f"held-out accuracy: before {before['accuracy']:.3f}, after {after['accuracy']:.3f}")"""),
-    md("## 7. Push the adapter (with its ZPPO model card) to the Hub"),
-    code("""if PUSH_TO_HUB:
-    from huggingface_hub import notebook_login
+    md("## 7. The model card, and the push to the repository you named (`HUB_MODEL_ID`)"),
+    code(
+        """card = open(f"{OUTPUT_DIR}/README.md").read()
+print(card[card.index("## ZPPO training"):])  # the section ZPPO adds to TRL's model card
 
-    notebook_login()
-    trainer.args.hub_model_id = HUB_MODEL_ID
-    trainer.push_to_hub(dataset_name="openai/gsm8k")
-else:
-    card = open(f"{OUTPUT_DIR}/README.md").read()
-    print(card[card.index("## ZPPO training"):])  # the section ZPPO adds to TRL's model card"""),
+"""
+        + PUSH
+    ),
 ]
 
 qlora = [
@@ -143,7 +180,17 @@ qlora = [
 
 Train a LoRA adapter (r = 16) on a **4-bit (NF4) quantised** `Qwen/Qwen2.5-1.5B-Instruct` with ZPPO on GSM8K, scored by
 `final_answer_reward` (the last `\\boxed{}`, else the last number), and push the adapter with its ZPPO model card.
-The precision follows the card: **fp16 on a T4** (compute capability 7.5, no bf16), **bf16 on an L4** (8.9).
+The precision follows the card: **fp16 on a T4** (compute capability 7.5, bf16 only emulated), **bf16 on an L4** (8.9);
+under fp16 the LoRA adapters train in float32.
+
+**On a Colab T4, an ESTIMATE (not measured: this project had no GPU):**
+- time: about 60-90 min. 100 steps at ~35-50 s (two generation passes of 16 x 256 tokens through dequantised 4-bit
+  layers, ~12-20 s each; the update over ~16 x 450 tokens ~8 s).
+- peak GPU memory: about 6-9 GiB of 15. Section 2 derives weights 1.19 GiB and ~3 MiB per trained token (~1,650 tokens
+  per micro-batch, less with checkpointing), plus the KV cache and the CUDA context (~1 GiB).
+
+To push the adapter, set `HUB_MODEL_ID` to a repository of yours: the next cells log in first; with it empty, nothing
+is pushed and "Run all" still completes.
 
 **Not verified on a GPU here**: this project's CI has no GPU and no Hub access. CI executes this notebook top to bottom
 on CPU with the tiny Llama from `zppo_trl.tiny`, built in code, and skips 4-bit quantisation (`QUANTIZE = False`:
@@ -158,27 +205,32 @@ MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
 TINY = False            # True: the tiny random Llama + built-in problems, on CPU (what CI runs)
 INSTALL = True          # pip install ZPPO_TRL_SOURCE (Colab); CI has zppo-trl installed already
 MAX_STEPS = 100
-HUB_MODEL_ID = "your-name/qwen2.5-1.5b-gsm8k-zppo-qlora"  # the real run pushes the adapter here
+HUB_MODEL_ID = ""       # a Hub repository of yours to push to, e.g. "NAME/qwen2.5-1.5b-zppo-qlora"; empty: no push
 OUTPUT_DIR = "qwen1.5b-zppo-qlora\""""),
     code(INSTALL),
+    code(LOGIN),
     md("""## 1. The card decides the precision and the batch
 
 `QUANTIZE` is the one switch between the real run and CI: **CI sets it to False** (tiny model, fp32, CPU); on a GPU the
-model is loaded in NF4 with bitsandbytes and computes in fp16 (T4) or bf16 (L4 and newer)."""),
-    code("""import torch
+model is loaded in NF4 with bitsandbytes and computes in fp16 (T4) or bf16 (GPUs that compute it natively)."""),
+    code(
+        """import torch
+
+"""
+        + PRECISION
+        + """
 
 QUANTIZE = not TINY  # CI ONLY: False, the tiny CPU run skips 4-bit quantisation (no bitsandbytes 4-bit on CPU here)
 if TINY:
-    CARD, DTYPE, GPU_GIB = "CPU (CI, tiny model)", torch.float32, None
+    CARD, GPU_GIB = "CPU (CI, tiny model)", None
 else:
-    major, minor = torch.cuda.get_device_capability()
     CARD = torch.cuda.get_device_name()
-    DTYPE = torch.bfloat16 if major >= 8 else torch.float16  # Ampere and later have bf16; the T4 (7.5) has not
     GPU_GIB = torch.cuda.get_device_properties(0).total_memory / 2**30
 # micro-batch rows per card, sized by the estimate in section 2 (T4: 2, L4 and larger: 4); 16 rollouts per step
 PER_DEVICE_BATCH = 8 if TINY else (2 if GPU_GIB < 20 else 4)
 GRAD_ACCUM = 1 if TINY else 16 // PER_DEVICE_BATCH
-print(f"{CARD}: {DTYPE}, quantised: {QUANTIZE}, micro-batch {PER_DEVICE_BATCH} x {GRAD_ACCUM} accumulation steps")"""),
+print(f"{CARD}: {DTYPE}, quantised: {QUANTIZE}, micro-batch {PER_DEVICE_BATCH} x {GRAD_ACCUM} accumulation steps")"""
+    ),
     md("""## 2. Memory budget: an ESTIMATE, not a measurement
 
 No GPU measurement was made by this project. The budget below is **derived**, from the architecture (exact) and from
@@ -275,8 +327,7 @@ args = ZPPOConfig(
     hint_prompt_max_tokens=256 if TINY else 768,
     learning_rate=1e-3 if TINY else 1e-5,
     max_steps=2 if TINY else MAX_STEPS,
-    fp16=DTYPE == torch.float16, bf16=DTYPE == torch.bfloat16,
-    use_cpu=TINY,
+    **PRECISION.training_flags(),           # bf16 / fp16 (T4) / CPU, by the device
     activation_checkpointing=not TINY,
     logging_steps=1, save_strategy="no", report_to="none",
 )
@@ -301,8 +352,9 @@ else:
 
 The cell first checks the folder `push_to_hub` uploads (what `upload_folder` sends: not `_*`, not `checkpoint-*`):
 `adapter_config.json` names the base by its Hub id, `README.md` is the ZPPO model card, and no file holds a local path.
-**In CI (`TINY`) it stops there**; a real run then logs in and pushes."""),
-    code("""import fnmatch
+It then pushes to `HUB_MODEL_ID` (logged in at the start), or, with it empty (and in CI), says so and stops."""),
+    code(
+        """import fnmatch
 import json
 import os
 
@@ -319,12 +371,9 @@ leaks = [f for f in text_files if any(p in open(os.path.join(folder, f)).read() 
 assert not leaks, f"files holding a local path: {leaks}"
 print(f"upload folder checked: {len(upload)} files, base {base}, no local path: {upload}")
 
-if not TINY:
-    from huggingface_hub import notebook_login
-
-    notebook_login()
-    trainer.args.hub_model_id = HUB_MODEL_ID
-    trainer.push_to_hub(dataset_name="openai/gsm8k")"""),
+"""
+        + PUSH
+    ),
 ]
 
 own_data = [
@@ -335,7 +384,12 @@ with `replay_ratio=0`, `hint_ratio=0` and `advantage_estimator="grpo"` (TRL's GR
 the defaults (replay and hints at 0.25, ZPPO's advantage). Then each run's buffer figure and its per-bin graduation,
 side by side. The replay buffer is kept in both runs (with the ratios at 0 it only records), so both can be plotted.
 
-Written for a Colab GPU with `Qwen/Qwen2.5-0.5B-Instruct`. **Not verified on Colab here**: CI has no GPU and no Hub
+Written for a Colab GPU with `Qwen/Qwen2.5-0.5B-Instruct`. On a free Colab **T4** (fp16, chosen by the device), an
+ESTIMATE, not measured (this project had no GPU): about 30-50 min for the two runs of 60 steps (each ~15-25 s: two
+generation passes of 16 x 256 tokens and a LoRA update; the GRPO run skips the hint pass), and a peak of about 3-5 GiB
+of the T4's 15 (fp16 weights 1.0 GiB, one run's model at a time). Nothing is pushed to the Hub.
+
+**Not verified on Colab here**: CI has no GPU and no Hub
 access; it executes this notebook top to bottom on CPU with the tiny model from `zppo_trl.tiny` by overriding the
 parameters cell (`TINY = True`).
 
@@ -385,7 +439,8 @@ dataset = to_zppo_format(raw, question_column="question", answer_column="final",
 print(split, dataset)
 print(dataset[0])"""),
     md("## 3. The same config, twice"),
-    code("""import os
+    code(
+        """import os
 
 import torch
 from peft import LoraConfig
@@ -401,7 +456,10 @@ if TINY:
     tokenizer = build_char_tokenizer()
 else:
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
-    DTYPE = torch.bfloat16 if torch.cuda.get_device_capability()[0] >= 8 else torch.float16  # T4: fp16
+
+"""
+        + PRECISION
+        + """
 
 
 def fresh_model():
@@ -421,8 +479,7 @@ COMMON = dict(
     hint_prompt_max_tokens=256 if TINY else 1024,
     learning_rate=1e-3 if TINY else 1e-5,
     max_steps=3 if TINY else MAX_STEPS,
-    fp16=not TINY and DTYPE == torch.float16, bf16=not TINY and DTYPE == torch.bfloat16,
-    use_cpu=TINY,
+    **PRECISION.training_flags(),  # bf16 / fp16 (T4) / CPU, by the device
     activation_checkpointing=not TINY,
     seed=0, logging_steps=1, save_strategy="no", report_to="none",
 )
@@ -445,7 +502,8 @@ for name, overrides in RUNS.items():
     trainer.train()
     trainers[name] = trainer
     buf = trainer.replay_buffer
-    print(f"{name}: admitted {buf.total_admitted}, graduated {buf.total_graduated}, in buffer {len(buf)}")"""),
+    print(f"{name}: admitted {buf.total_admitted}, graduated {buf.total_graduated}, in buffer {len(buf)}")"""
+    ),
     md("## 4. Buffer figures side by side"),
     code("""import base64
 

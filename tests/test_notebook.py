@@ -16,8 +16,7 @@ CI_PARAMETERS = (
     """TINY = True
 INSTALL = False
 MAX_STEPS = 3
-PUSH_TO_HUB = False
-HUB_MODEL_ID = None
+HUB_MODEL_ID = ""
 OUTPUT_DIR = {output_dir!r}
 """
     + OFFLINE
@@ -26,7 +25,7 @@ QLORA_CI_PARAMETERS = (
     """TINY = True
 INSTALL = False
 MODEL = "zppo-tests/tiny-char-llama"
-HUB_MODEL_ID = None
+HUB_MODEL_ID = ""
 OUTPUT_DIR = {output_dir!r}
 """
     + OFFLINE
@@ -65,10 +64,33 @@ def test_every_notebook_pins_its_install_source_in_the_parameters_cell():
         assert "ZPPO_TRL_SOURCE = " in parameters.source and "@v" in parameters.source, path
 
 
+def code_cells(path) -> list[str]:
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(NOTEBOOKS, "*.ipynb"))), ids=os.path.basename)
+def test_a_notebook_logs_in_first_pushes_only_where_named_and_states_its_t4_cost(path):
+    cells = code_cells(path)
+    assert not [c for c in cells if "your-name" in c], "a placeholder repository would fail 'Run all' at the push"
+    pushes = [i for i, c in enumerate(cells) if "push_to_hub(" in c]
+    if pushes:
+        login = next(i for i, c in enumerate(cells) if "interpreter_login()" in c)
+        first_train = next(i for i, c in enumerate(cells) if ".train()" in c)
+        assert login < first_train, "the Hub login must come before the long run"
+        parameters = cells[0]
+        assert 'HUB_MODEL_ID = ""' in parameters  # no push unless the user names a repository
+        assert all("if not HUB_MODEL_ID:" in cells[i] for i in pushes)
+    intro = nbformat.read(path, as_version=4).cells[0].source
+    assert "T4" in intro and "ESTIMATE" in intro and "min" in intro and "GiB" in intro, "state time and memory on a T4"
+    assert any("pick_precision()" in c for c in cells)  # bf16 / fp16 / fp32 by the device, not hard-coded
+
+
 @pytest.mark.slow
 def test_quickstart_notebook_runs_on_cpu_with_the_tiny_model(tmp_path):
     text = run_notebook("zppo_quickstart.ipynb", CI_PARAMETERS.format(output_dir=str(tmp_path / "run")), tmp_path)
     assert "held-out accuracy before" in text and "buffer: admitted" in text and "## ZPPO training" in text
+    assert "HUB_MODEL_ID is empty: no Hub login" in text and "not pushed: HUB_MODEL_ID is empty" in text
+    assert "precision: fp32" in text
     assert (tmp_path / "run" / "zppo_graduation.png").exists()
 
 
@@ -79,6 +101,7 @@ def test_qlora_notebook_estimates_memory_trains_and_checks_the_upload_folder(tmp
     assert "quantised: False" in text and "ESTIMATE for the tiny CI model" in text
     assert "T4: 15.0 GiB -> about" in text and "L4: 22.5 GiB -> about" in text
     assert "buffer: admitted" in text and "upload folder checked" in text
+    assert "HUB_MODEL_ID is empty: no Hub login" in text and "not pushed: HUB_MODEL_ID is empty" in text
     adapter = json.loads((run / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "zppo-tests/tiny-char-llama" and adapter["r"] == 16
     assert str(tmp_path) not in (run / "README.md").read_text()
