@@ -34,7 +34,7 @@ its standard deviation over steps), completions per step, processed tokens per s
 every generated row, summed from the `prompt_mask`/`completion_mask` that `_generate_and_score_completions` returns,
 not estimated), seconds per completion and per processed token, peak RSS, and the ratios to GRPO at the same L (and
 ZPPO to GRPO†). `--profile` splits each steady step into: the plain generation pass and the hint (second) generation
-pass (`trainer._generate`, told apart by `trainer._hint_pass`), reward scoring (`trainer._calculate_rewards`), the
+pass (`trainer._generate`, told apart by the round's rollout pass it runs in, `trainer.round_seams.rollout`), reward scoring (`trainer._calculate_rewards`), the
 rest of the round (`_generate_and_score_completions` minus those: tokenizing, buffer, hint prompts, joining), the loss
 forward (`compute_loss`) and backward (`accelerator.backward`), and the rest (optimizer, callbacks, logging); and the
 padding share of the loss forward (padded positions / all positions fed to the model inside `compute_loss`). All of
@@ -97,7 +97,7 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
     from trl import GRPOConfig, GRPOTrainer
 
     from zppo_trl import ZPPOConfig, ZPPOTrainer
-    from zppo_trl.batching import HINT_FLAG
+    from zppo_trl.round.batching import HINT_FLAG
     from zppo_trl.tiny import addition_dataset, build_char_tokenizer, build_tiny_llama
 
     torch.set_num_threads(1)
@@ -144,9 +144,9 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
         if method == "zppo_one_forward":  # one forward over every row of a micro-batch, padded to the longest prompt
             trainer._split_forward = lambda *a, **kw: GRPOTrainer._get_per_token_logps_and_entropies(trainer, *a, **kw)
 
-    def wrap(name, around):
-        original = getattr(trainer, name)
-        setattr(trainer, name, lambda *a, **kw: around(original, *a, **kw))
+    def wrap(name, around, owner=trainer):
+        original = getattr(owner, name)
+        setattr(owner, name, lambda *a, **kw: around(original, *a, **kw))
 
     def timed(part):  # adds the call's wall time to the current step's `part`
         def around(original, *a, **kw):
@@ -184,10 +184,10 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
     if profile:
         in_hint_pass, in_loss = [False], [False]
 
-        def hint_pass(original, groups):
-            in_hint_pass[0] = True
+        def rollout_pass(original, groups, metrics_prefix=None, **kw):  # an extra (hint) pass logs under a prefix
+            in_hint_pass[0] = metrics_prefix is not None
             try:
-                return original(groups)
+                return original(groups, metrics_prefix=metrics_prefix, **kw)
             finally:
                 in_hint_pass[0] = False
 
@@ -207,8 +207,8 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
                 steps_seen[-1]["loss_positions"] += mask.numel()
                 steps_seen[-1]["loss_padded_positions"] += int(mask.numel() - mask.sum())
 
-        if hasattr(trainer, "_hint_pass"):
-            wrap("_hint_pass", hint_pass)
+        if hasattr(trainer, "round_seams"):  # ZPPOTrainer (TRL's GRPOTrainer runs one pass per step)
+            wrap("rollout", rollout_pass, owner=trainer.round_seams)
         wrap("_generate", generation)
         wrap("_calculate_rewards", timed("rewards"))
         wrap("compute_loss", loss_forward)

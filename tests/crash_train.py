@@ -18,7 +18,7 @@ import torch
 from transformers import TrainerCallback
 
 from zppo_trl import ZPPOConfig, ZPPOTrainer
-from zppo_trl.checkpoint import last_complete_checkpoint
+from zppo_trl.round.state import last_complete_checkpoint
 from zppo_trl.tiny import addition_dataset, build_char_tokenizer, build_tiny_llama
 
 torch.set_num_threads(1)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -14,5 +15,6 @@ def load_example(name: str):
     """Import examples/NAME.py under the module name NAME."""
     spec = importlib.util.spec_from_file_location(name, script_path(name))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # registered first, as an import does: dataclasses look their module up there
     spec.loader.exec_module(module)
     return module

@@ -88,7 +88,9 @@ def test_hint_prompts_never_call_an_answer_wrong_that_the_reward_scores_correct(
         wrong = [r["completion"] for r in plain if (r["step"], r["id"]) == (hint["step"], hint["id"])
                  and r["score"] == 0.0]  # fmt: skip
         # the pair as build_bcq_hint renders it (each prepared alike) for the wrong rollout that was drawn
-        prepare = lambda text: prepare_candidate(text, trainer.args.candidate_max_tokens, trainer._count_tokens)
+        prepare = lambda text: prepare_candidate(
+            text, trainer.args.candidate_max_tokens, trainer.round_seams.text.count_tokens
+        )
         pairs = [(prepare(solution), prepare(w)) for w in wrong]
         drawn = [pair for pair in pairs if sorted(pair) == sorted(candidates)]
         assert drawn, "one of the question's wrong rollouts of that round is the wrong candidate"

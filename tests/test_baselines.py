@@ -8,16 +8,16 @@ import pytest
 import torch
 from scripted import HARD, ScriptedReward, grads, hand_loss
 
-from zppo_trl.advantages import zppo_advantages
-from zppo_trl.baselines import (
+from zppo_trl.methods.baselines import (
     answer_free_hint,
     build_prefix_prompt,
     mentions_answer,
     replace_completions,
     teacher_completion_ids,
 )
-from zppo_trl.batching import HINT_FLAG
 from zppo_trl.prompts import completion_text
+from zppo_trl.round.advantages import zppo_advantages
+from zppo_trl.round.batching import HINT_FLAG
 
 
 def expected_prefix(row) -> str:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from zppo_trl.batching import HINT_FLAG, concat_rollout_batches, regroup_micro_batches
+from zppo_trl.round.batching import HINT_FLAG, concat_rollout_batches, regroup_micro_batches
 
 
 def batch(rows, prompt_len, completion_len, hint, pad=0):
@@ -58,7 +58,7 @@ def test_regroup_keeps_plain_rows_out_of_long_prompt_micro_batches():
 
 
 def test_a_micro_batch_without_signal_keeps_one_masked_row():
-    from zppo_trl.batching import INFORMATIVE_FLAG, drop_zero_variance_rows
+    from zppo_trl.round.batching import INFORMATIVE_FLAG, drop_zero_variance_rows
 
     chunk = batch(4, 3, 5, False)
     chunk[INFORMATIVE_FLAG] = torch.tensor([False, True, False, True])

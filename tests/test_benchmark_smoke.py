@@ -239,3 +239,102 @@ def test_criterion_needs_twice_the_graduation_rate_and_a_gain_interval_above_zer
     nothing = method([_run(s, 0, 10, 0.1, 0.1, {"0": (10, 0, 0)}) for s in range(3)])
     assert bench.zppo_vs_grpo_replay(nothing, better)["criterion_met"]  # GRPO† graduating nothing: any rate > 0
     assert not bench.zppo_vs_grpo_replay(nothing, nothing)["criterion_met"]
+
+
+@pytest.fixture(scope="module")
+def shift(bench):
+    return bench.shift_task
+
+
+def test_shift_answers_write_the_key_then_the_shifted_digits_and_the_reward_reads_the_digits(shift):
+    assert shift.written("472", 8) == "8:250" and shift.shifted("090", 1) == "101"
+    assert shift.reward(["8:250", "3:250x", "250", "8:251"], answer=["250"] * 4) == [1.0, 0.0, 0.0, 0.0]
+    assert shift.reward.extract_answer("1:300") == "300"  # what NCQ lists as wrong
+    for op, wrong in shift.MISCONCEPTIONS.items():  # three wrong keys per hard operator, never its true key
+        assert len(set(wrong)) == 3 and shift.KEYS[op] not in wrong
+
+
+def test_shift_pool_is_one_pass_of_disjoint_questions(bench, shift):
+    task = bench.TASKS["shift"]
+    _, rounds, new_prompts, pool, per_op = task.profiles["default"]
+    assert pool == rounds * new_prompts  # one pass: no question is new twice
+    train, heldout = shift.make_datasets(0, pool, per_op)
+    assert len(set(train["prompt_id"])) == pool and not set(train["prompt_id"]) & set(heldout["prompt_id"])
+    assert sum(f == "hard" for f in train["family"]) == pool // 2
+    assert len(heldout) == per_op * (len(shift.EASY_OPS) + len(shift.HARD_OPS))
+    for r in train:
+        assert shift.reward([r["solution"]], answer=[r["answer"]]) == [1.0]
+
+
+def test_shift_pretraining_shows_hint_formats_only_on_practice_operators(shift):
+    rng = random.Random(0)
+    examples = [shift.pretraining_example(rng) for _ in range(4000)]
+    hinted = [(p, t) for p, t, kind in examples if kind != "plain"]
+    assert hinted and all(shift.parse(p)[0] in shift.PRACTICE_OPS for p, _ in hinted)  # never a target family
+    assert not any("WRONG" in p for p, _ in hinted)  # NCQ is untaught
+    assert all(f"<candidate>\n{t}\n</candidate>" in p for p, t in hinted)  # the target is one of the candidates
+    plain = [(p, t) for p, t, kind in examples if kind == "plain" and shift.parse(p)[0] in shift.HARD_OPS]
+    right = [t == shift.written(shift.parse(p)[1], shift.KEYS[shift.parse(p)[0]]) for p, t in plain]
+    assert abs(sum(right) / len(right) - shift.P_HARD_RIGHT) < 0.02  # a few percent of labels use the true key
+
+
+def test_shift_probes_sham_bcq_shows_no_right_answer(shift):
+    _, heldout = shift.make_datasets(0, 8, 1)
+    bcq, probes = shift.with_bcq_hint(heldout, 0), shift.hint_probes(heldout, 0)
+    hard = heldout.filter(lambda r: r["family"] == "hard")
+    for r, real, sham, ncq in zip(hard, bcq, probes["hard_bcq_sham"], probes["hard_ncq"], strict=True):
+        own = shift.own_wrong(*shift.parse(r["prompt"]))
+        assert f"\n{r['solution']}\n" in real["prompt"] and f"\n{own}\n" in real["prompt"]
+        assert f"\n{r['solution']}\n" not in sham["prompt"] and f"\n{own}\n" in sham["prompt"]
+        assert "all WRONG" in ncq["prompt"] and r["answer"] not in ncq["prompt"].split("?", 1)[1]
+
+
+def test_seeds_needed_and_the_decision(bench):
+    assert bench.seeds_needed(0.1, 0.1) == 10  # (t_.975 + t_.80)^2 ~ 9.3 at 9 degrees of freedom
+    assert bench.seeds_needed(0.05, 0.1) < bench.seeds_needed(0.1, 0.1) < bench.seeds_needed(0.2, 0.1)
+
+    def runs(rate0, accuracy):
+        return {"per_seed": [{"admissions_by_bin": {"0": 10}, "graduations_by_bin": {"0": round(10 * r)},
+                              "per_question_after": {"hard": {"a": a, "b": a},
+                                                     "hard_gold_logprob_per_token": {"a": -1.0, "b": -1.0}}}
+                             for r, a in zip(rate0, accuracy, strict=True)]}  # fmt: skip
+
+    base = runs([0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1])
+    met = bench.decide(base, runs([0.3, 0.4, 0.3, 0.4], [0.2, 0.25, 0.2, 0.25]))
+    assert met["verdict"] == "met" and met["endpoints"]["bin0_graduation_rate"]["pooled"] == [0.35, 0.1]
+    refuted = bench.decide(base, runs([0.1, 0.1, 0.2, 0.1], [0.1, 0.11, 0.1, 0.11]))
+    assert refuted["endpoints"]["hard_heldout_accuracy"]["verdict"] == "refuted" and refuted["verdict"] == "refuted"
+    noisy = bench.decide(base, runs([0.1, 0.9, 0.1, 0.9], [0.1, 0.5, 0.1, 0.5]))
+    assert noisy["verdict"] == "open"
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_on_the_shift_task_records_the_recipe_and_the_decision(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    result = subprocess.run([sys.executable, SCRIPT, "--smoke", "--tasks", "shift", "--seeds", "0,1", "--no-core",
+                             "--methods", "grpo_replay,zppo", "--out", str(tmp_path)], env=env, capture_output=True,
+                            text=True, timeout=3600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    task = json.loads((tmp_path / "report.json").read_text())["tasks"]["shift"]
+    for method, summary in task["methods"].items():
+        assert FIELDS - {"cost_vs_grpo"} <= set(summary), method
+        for run in summary["per_seed"]:
+            recipe = run["recipe"]
+            assert recipe["updates_per_rollout"] == 4 and recipe["lr_scheduler_type"] == "constant"
+            assert recipe["weight_decay"] == 0.1 and recipe["sampler"]["temperature"] == 1.0
+            assert "min_p" not in recipe["sampler"] and recipe["hint_schedule"] == "same_round"
+            assert set(run["clip_fractions"]) == {"region", "low", "high"}
+            assert run["admitted"] == sum(run["admissions_by_family"].values())
+            assert set(run["per_question_after"]["hard"]) == set(run["per_question_before"]["hard"])
+            assert {"hard_bcq_sham", "hard_ncq", "hard_gold_logprob_per_token"} <= set(run["heldout_probes_before"])
+    zppo = task["methods"]["zppo"]["per_seed"][0]
+    assert zppo["bcq_accuracy"] is not None and zppo["ncq_accuracy"] is not None  # both hint kinds were built
+    assert zppo["recipe"]["hint_ratio"] == 3.0 and zppo["recipe"]["replay_ratio"] == 1.0
+    decision = task["decision"]["zppo"]
+    assert decision["verdict"] in ("met", "refuted", "open") and decision["seeds"] == 2
+    assert set(decision["endpoints"]) == {
+        "bin0_graduation_rate",
+        "hard_heldout_accuracy",
+        "hard_gold_logprob_per_token",
+    }
+    assert "Decision, zppo - GRPO†" in (tmp_path / "table.md").read_text()

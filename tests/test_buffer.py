@@ -7,8 +7,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from zppo_trl.buffer import BufferStateError, HardQuestionBuffer, exit_rate
-from zppo_trl.checkpoint import read_state_file, write_state_file
+from zppo_trl.buffers.hard import BufferStateError, HardQuestionBuffer, exit_rate
+from zppo_trl.round.state import read_state_file, write_state_file
 
 
 @pytest.mark.parametrize(

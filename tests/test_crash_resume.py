@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from zppo_trl.checkpoint import STATE_FILE_NAME
+from zppo_trl.round.state import STATE_FILE_NAME
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "crash_train.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -58,7 +58,7 @@ def test_killed_run_resumes_to_the_same_end(tmp_path, uninterrupted, mode, resum
 
 
 def test_last_complete_checkpoint_skips_partial_ones(tmp_path):
-    from zppo_trl.checkpoint import last_complete_checkpoint, write_state_file
+    from zppo_trl.round.state import last_complete_checkpoint, write_state_file
 
     def checkpoint(step, zppo_state=True, trainer_state=True):
         folder = tmp_path / f"checkpoint-{step}"

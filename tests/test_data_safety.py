@@ -12,8 +12,8 @@ from test_own_data import one_step, write_jsonl
 from test_user_surface import upload_files  # tests/ is on sys.path (no package)
 
 from zppo_trl import ZPPOConfig
-from zppo_trl.checkpoint import STATE_FILE_NAME, checkpoint_rows, read_state_file, write_state_file
 from zppo_trl.cli import main
+from zppo_trl.round.state import STATE_FILE_NAME, checkpoint_rows, read_state_file, write_state_file
 from zppo_trl.tiny import addition_dataset
 
 MARKER = "PRIVATE-7f3a"  # a string only the dataset holds
@@ -136,4 +136,4 @@ def test_resume_accepts_the_clis_spellings_of_the_newest_complete_checkpoint(mak
     for spelling in ("true", "LAST"):
         again = make_trainer(ScriptedReward(), max_steps=3, output_dir=str(tmp_path))
         again.train(resume_from_checkpoint=spelling)
-        assert again.state.global_step == 3 and again._zppo_round == 3
+        assert again.state.global_step == 3 and again.run_state.round == 3

@@ -4,7 +4,7 @@
 import pytest
 from datasets import Dataset
 
-from zppo_trl.buffer import Graduation, HardQuestionBuffer
+from zppo_trl.buffers.hard import Graduation, HardQuestionBuffer
 from zppo_trl.callbacks import BufferReportCallback, summary_lines
 from zppo_trl.demo_tasks import DEMO_MIX, FAMILIES, generate, load_demo_tasks
 from zppo_trl.rewards import boxed_accuracy_reward, final_answer_reward

@@ -10,12 +10,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zppo_trl.buffer import BufferStateError
-from zppo_trl.experience import (
+from zppo_trl.buffers.experience import (
     BYTES_PER_TOKEN_IN_JSON,
     BYTES_PER_TOKEN_IN_MEMORY,
     ExperienceBuffer,
     Trajectory,
+)
+from zppo_trl.buffers.hard import BufferStateError
+from zppo_trl.methods.exgrpo import (
     bucket_probabilities,
     delayed_start,
     lowest_entropy,

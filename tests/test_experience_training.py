@@ -11,10 +11,10 @@ import pytest
 import torch
 from scripted import grads
 
-from zppo_trl.batching import take_rows
-from zppo_trl.experience import shaped_weight
+from zppo_trl.methods.exgrpo import shaped_weight
 from zppo_trl.prompts import completion_text
-from zppo_trl.trainer import EXPERIENCE_FLAG, EXPERIENCE_LOGPS
+from zppo_trl.round.batching import take_rows
+from zppo_trl.round.loss import EXPERIENCE_FLAG, EXPERIENCE_LOGPS
 
 SOLVED = frozenset({1, 5, 9, 13})
 NEVER = frozenset({0, 4, 8, 12})
@@ -170,7 +170,7 @@ def test_experience_state_survives_a_checkpoint(make_trainer, tmp_path):
     resumed, _ = experience_trainer(make_trainer, output_dir=tmp_path / "resumed", max_steps=2)
     resumed.load_zppo_state(str(tmp_path / "out" / "checkpoint-2"))
     assert resumed.experience_buffer == trainer.experience_buffer and len(trainer.experience_buffer) > 0
-    assert resumed._experience_on is True
+    assert resumed.run_state.experience_on is True
 
 
 def test_exgrpo_is_refused_where_the_shaped_weight_would_be_wrong(make_trainer):

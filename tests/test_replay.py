@@ -2,8 +2,8 @@
 
 import pytest
 
-from zppo_trl.hints import HardVisit, fit_to_unit, plan_hints, rank_hard
-from zppo_trl.replay import group_unit, ratio_count, replay_count, sample_replay
+from zppo_trl.buffers.replay import group_unit, ratio_count, replay_count, sample_replay
+from zppo_trl.round.visits import HardVisit, fit_to_unit, plan_hints, rank_hard
 
 
 @pytest.mark.parametrize(

@@ -8,16 +8,10 @@ import re
 
 import pytest
 
-from zppo_trl.baselines import mentions_answer
-from zppo_trl.buffer import BufferStateError
-from zppo_trl.retrospective import (
-    RetrospectiveBuffer,
-    continuation_success_vs_plain,
-    harvest_state,
-    is_promising,
-    rollout_state,
-    select_states,
-)
+from zppo_trl.buffers.hard import BufferStateError
+from zppo_trl.buffers.states import RetrospectiveBuffer, is_promising
+from zppo_trl.methods.baselines import mentions_answer
+from zppo_trl.methods.retrospective import continuation_success_vs_plain, harvest_state, rollout_state, select_states
 
 
 def words(text):

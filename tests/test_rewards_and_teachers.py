@@ -155,9 +155,9 @@ def test_gold_answer_verifier_reads_answers_with_the_given_extractor():
     assert gold_answer_verifier({"answer": "42"}, candidates, extract_final_answer) == candidates[:2]
 
 
-def test_use_answer_extractor_changes_only_the_default_verifier_of_sampling_teachers():
+def test_use_answer_extractor_changes_only_the_default_verifier_of_sampling_teachers(tokenizer):
     server = OpenAITeacher("http://127.0.0.1:9/v1", "m")
-    local = ModelTeacher(model=object(), tokenizer=object())  # nothing is loaded or sampled here
+    local = ModelTeacher(model=object(), tokenizer=tokenizer)  # nothing is loaded or sampled here
     for teacher in (server, local):
         assert use_answer_extractor(teacher, extract_final_answer) is teacher
         assert teacher.verify({"answer": "3"}, ["it is 3", "\\boxed{4}"]) == ["it is 3"]
@@ -166,7 +166,7 @@ def test_use_answer_extractor_changes_only_the_default_verifier_of_sampling_teac
         return candidates
 
     own = OpenAITeacher("http://127.0.0.1:9/v1", "m", verify=custom)
-    unverified = ModelTeacher(model=object(), tokenizer=object(), verify=None)
+    unverified = ModelTeacher(model=object(), tokenizer=tokenizer, verify=None)
     column = ColumnTeacher("solution")
     use_answer_extractor(own, extract_final_answer)
     use_answer_extractor(unverified, extract_final_answer)

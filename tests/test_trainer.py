@@ -14,10 +14,10 @@ from scripted import HARD, ScriptedReward
 from trl import GRPOTrainer
 
 from zppo_trl import BCQ_TEMPLATE, ZPPOTrainer
-from zppo_trl.advantages import zppo_advantages
-from zppo_trl.checkpoint import STATE_FILE_NAME, read_state_file
 from zppo_trl.prompts import prompt_text
-from zppo_trl.trainer import _MULTIMODAL_FORWARD_KWARGS
+from zppo_trl.round.advantages import zppo_advantages
+from zppo_trl.round.loss import _MULTIMODAL_FORWARD_KWARGS
+from zppo_trl.round.state import STATE_FILE_NAME, read_state_file
 
 
 def test_hard_questions_are_buffered_replayed_and_hinted(make_trainer):
@@ -121,7 +121,7 @@ def test_resume_restores_the_buffer_and_ends_like_an_uninterrupted_run(make_trai
     assert saved["global_step"] == 2 and saved["round"] == 2
     resumed = run(tmp_path / "resumed", resume=str(checkpoint))
     assert resumed.replay_buffer.state_dict() == full.replay_buffer.state_dict()
-    assert resumed._zppo_round == full._zppo_round == 5
+    assert resumed.run_state.round == full.run_state.round == 5
     assert full.replay_buffer.total_graduated > 0  # the flip at step 3 happens after the resume point
 
 
@@ -173,7 +173,7 @@ def test_zppo_advantages_in_a_real_round(make_trainer):
     batch = next(iter(trainer.get_train_dataloader()))
     output = trainer._generate_and_score_completions(batch)
 
-    rewards = trainer._last_rewards_per_func.sum(dim=1)
+    rewards = trainer.round_seams.latest_rewards.sum(dim=1)
     expected = zppo_advantages(rewards, 4)
     assert torch.allclose(output["advantages"], expected, atol=1e-5)
     grouped, adv = rewards.view(-1, 4), output["advantages"].view(-1, 4)
@@ -191,7 +191,7 @@ def test_grpo_estimator_keeps_trls_advantages(make_trainer):
     trainer = make_trainer(noisy, advantage_estimator="grpo", replay_ratio=0.0, hint_ratio=0.0)
     trainer.model.train()
     output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
-    rewards = trainer._last_rewards_per_func[:, 0].view(-1, 4)
+    rewards = trainer.round_seams.latest_rewards[:, 0].view(-1, 4)
     expected = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-4)
     assert torch.allclose(output["advantages"], expected.view(-1), atol=1e-4)
 
@@ -232,7 +232,7 @@ def test_evaluation_never_touches_the_buffer(make_trainer):
     reward = ScriptedReward()
     trainer = make_trainer(reward, per_device_eval_batch_size=8, eval_dataset=addition_dataset(8, seed=1))
     trainer.evaluate()
-    assert len(trainer.replay_buffer) == 0 and trainer._zppo_round == 0
+    assert len(trainer.replay_buffer) == 0 and trainer.run_state.round == 0
     assert reward.rows and {r["kind"] for r in reward.rows} == {"plain"}
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scripted import ScriptedReward, grads, hand_loss
 
-import zppo_trl.micro_batches as micro_batches_module
-from zppo_trl.batching import HINT_FLAG, accumulation_groups
+import zppo_trl.round.loss as micro_batches_module
+from zppo_trl.round.batching import HINT_FLAG, accumulation_groups
 
 
 @pytest.mark.parametrize(
@@ -158,12 +158,12 @@ def test_zero_variance_shares_are_logged_by_kind(make_trainer):
 
 
 def test_completions_table_logs_the_advantages_trained_on(make_trainer):
-    from zppo_trl.advantages import zppo_advantages
+    from zppo_trl.round.advantages import zppo_advantages
 
     trainer = make_trainer(one_right_of_four, replay_ratio=0.0, hint_ratio=0.0, per_device_train_batch_size=16)
     trainer.model.train()
     output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
-    expected = zppo_advantages(trainer._last_rewards_per_func[:, 0], 4)
+    expected = zppo_advantages(trainer.round_seams.latest_rewards[:, 0], 4)
     assert expected.abs().sum() > 0 and torch.equal(output["advantages"], expected)
     assert list(trainer._logs["advantages"])[-len(expected) :] == expected.tolist()
 

@@ -22,7 +22,7 @@ def test_a_streamed_training_set_is_buffered_replayed_and_hinted(make_trainer):
 
 
 def test_a_stream_without_ids_identifies_questions_by_prompt_and_answer(make_trainer):
-    from zppo_trl.replay import question_id
+    from zppo_trl.buffers.replay import question_id
 
     data = addition_dataset(16, ids=False)
     hard = {question_id(row) for i, row in enumerate(data) if i % 2 == 0}

@@ -125,7 +125,7 @@ def test_a_teacher_returning_non_strings_warns_once_and_degrades(make_trainer):
 def test_a_wrong_version_buffer_state_is_refused_on_resume(make_trainer, tmp_path):
     import json
 
-    from zppo_trl.checkpoint import STATE_FILE_NAME
+    from zppo_trl.round.state import STATE_FILE_NAME
 
     trainer = make_trainer(reward, max_steps=2, save_strategy="steps", save_steps=2, output_dir=str(tmp_path / "a"))
     trainer.train()
@@ -142,7 +142,7 @@ def test_a_wrong_version_buffer_state_is_refused_on_resume(make_trainer, tmp_pat
 
 
 def test_a_buffer_state_from_another_step_is_refused(make_trainer, tmp_path):
-    from zppo_trl.checkpoint import STATE_FILE_NAME, read_state_file, write_state_file
+    from zppo_trl.round.state import STATE_FILE_NAME, read_state_file, write_state_file
 
     trainer = make_trainer(reward, max_steps=2, save_strategy="steps", save_steps=2, output_dir=str(tmp_path / "a"))
     trainer.train()

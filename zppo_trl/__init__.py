@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 # first: it silences a bitsandbytes log line that only matters before bitsandbytes is imported (by trl, via peft)
 from . import quantization  # noqa: F401, I001
-from .buffer import BufferStateError, HardQuestionBuffer
+from .buffers.hard import BufferStateError, HardQuestionBuffer
 from .config import ZPPOConfig
 from .prompts import ANSWER_FORMAT_INSTRUCTION, BCQ_TEMPLATE, NCQ_TEMPLATE, build_bcq_hint, build_ncq_hint
 from .rewards import boxed_accuracy_reward

@@ -48,7 +48,7 @@ class BufferReportCallback(TrainerCallback):
         result = plain_accuracy(
             trainer.model, trainer.processing_class, self.held_out, num_samples=self.held_out_samples,
             max_new_tokens=args.max_completion_length, instruction=args.answer_format_instruction,
-            sampler=training_sampler(args), reward=trainer.reward_funcs[trainer._correctness_index], seed=args.seed,
+            sampler=training_sampler(args), reward=trainer.correctness_reward, seed=args.seed,
         )  # fmt: skip
         self.held_out_accuracy[when] = result
         if trainer.is_world_process_zero():

@@ -492,7 +492,7 @@ def prepare_training(script_args: ZPPOScriptArguments, training_args: ZPPOConfig
 
 def check_resume(training_args) -> None:
     """A resume with nothing to resume from is a configuration error: found before the model loads."""
-    from .checkpoint import last_complete_checkpoint
+    from .round.state import last_complete_checkpoint
 
     resume, output_dir = training_args.resume_from_checkpoint, training_args.output_dir
     if resume is True and last_complete_checkpoint(output_dir) is None:

@@ -7,9 +7,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from trl import GRPOConfig
 
-from .advantages import ADVANTAGE_ESTIMATORS
-from .baselines import HINT_TYPES
+from .methods.baselines import HINT_TYPES
 from .prompts import ANSWER_FORMAT_INSTRUCTION
+from .round.advantages import ADVANTAGE_ESTIMATORS
 
 
 @dataclass

@@ -18,7 +18,7 @@ import re
 import warnings
 
 from . import __version__
-from .buffer import HardQuestionBuffer
+from .buffers.hard import HardQuestionBuffer
 from .models import EMBEDDED_MODEL_ID, EMBEDDED_MODEL_LICENSE, base_model_id, is_local_path, record_base_model_id
 from .prompts import append_to_prompt
 

@@ -1,71 +1,46 @@
 """`ZPPOTrainer`: TRL's GRPOTrainer with a hard-question replay buffer and BCQ/NCQ hint prompts.
 
-The trainer is a thin seam over `trl.GRPOTrainer`. Each wrapped method calls `super()` (except `create_model_card`,
-which writes the whole card: TRL's template cannot load an adapter); no TRL method body is copied.
-Private TRL hooks wrapped (their signatures are pinned by tests/test_trainer.py):
+A thin seam over `trl.GRPOTrainer`: every wrapped method calls `super()` and no TRL method body is copied. One class
+stands between the two (`round/loss.py`'s `LossSeamMixin`: the micro-batch and loss hooks TRL forces). Private TRL
+hooks wrapped here (their signatures are pinned by tests/test_trainer.py):
 
-- `_generate_and_score_completions` (here): one generation round = TRL's pass over the new prompts plus the replayed
-  ones (decided here, at generation time, from the latest buffer), the buffer update from those plain rollouts, then
-  a second TRL pass over the hint prompts of the round's hardest questions; the two outputs are joined and, with
-  `advantage_estimator="zppo"`, given the paper's advantages.
-- `_calculate_rewards` (here): only remembers the gathered rewards and this process's completions.
-- `_prepare_inputs` (`micro_batches.py`): after TRL splits a round into micro-batches, moves rows between the
-  micro-batches of one optimizer step so that hint rows (long prompts) do not pad plain rows.
-- `_get_per_token_logps_and_entropies` (`micro_batches.py`): runs the plain and hint rows of a mixed micro-batch as
-  two trimmed forwards.
+- `_generate_and_score_completions`: one generation round, `round/run.py`'s `run_round`, which reads TRL and the
+  model only through `round/rollout.py`'s `TRLSeams`;
+- `_calculate_rewards`: hands the pass's rewards and completions to the seams (a +-inf reward becomes unscorable).
 
-Public methods wrapped: `compute_loss` (`micro_batches.py`: hands the micro-batch's hint flags to the split forward),
-`log` (running totals are gauges), `save_model` (ZPPO's state into checkpoints, the adapter's base id, the model
-card), `train` (restores ZPPO's state on resume), `create_model_card`.
-
-The round's steps are methods of mixins, one module each, none with an `__init__` (the trainer's sets their
-attributes): `hint_groups.py`, `injection.py` (GRPO† + teacher response), `experience_replay.py` (ExGRPO),
-`retrospective_replay.py`, `round_rows.py`, `micro_batches.py`, `zppo_state.py`. They come before `GRPOTrainer` in
-the MRO and none wraps a hook another wraps, so a `super()` call in a mixin reaches TRL's method.
-
-Every process holds the same buffer: it is updated only from gathered (identical) rewards, and every random choice
-is drawn from `random.Random` seeded by `(args.seed, round)`; a teacher is called on the main process and its
-answer broadcast. The pure pieces live in their own modules: `buffer.py`, `replay.py` (which questions are replayed),
-`hints.py` (which get hint prompts), `prompts.py` (the BCQ/NCQ text), `teachers.py`, `advantages.py`, `batching.py`,
-`metrics.py`, `checkpoint.py`, `validation.py`, `experience.py`, `retrospective.py`.
+Public methods wrapped: `log` (running totals are gauges), `train` (restores ZPPO's state on resume), `save_model`
+(ZPPO's state into checkpoints and the output folder, the adapter's base id, the model card), `create_model_card`.
 """
 
 from __future__ import annotations
 
 import os
 import textwrap
-from collections import Counter
 from typing import Any
 
-import torch
 from accelerate.utils import broadcast_object_list, gather_object
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from .advantages import group_has_variance, zppo_advantages
-from .baselines import full_completion, grpo_advantages
-from .batching import HINT_FLAG, INFORMATIVE_FLAG, concat_rollout_batches, informative_token_count
-from .buffer import HardQuestionBuffer
-from .checkpoint import STATE_FILE_NAME, checkpoint_rows, checkpoint_step, last_complete_checkpoint
-from .checkpoint import write_state_file as write_state_file
+from .buffers.hard import BufferStateError
+from .buffers.replay import group_unit, question_id, ratio_count, replay_count
 from .config import ZPPOConfig
-from .experience import ExperienceBuffer, Trajectory
-from .experience_replay import EXPERIENCE_FLAG as EXPERIENCE_FLAG
-from .experience_replay import EXPERIENCE_LOGPS as EXPERIENCE_LOGPS
-from .experience_replay import ExperienceReplayMixin, experience_columns
-from .hint_groups import PREFIX_KEY, HintGroupsMixin
-from .hints import merge_visits, round_visits
-from .injection import InjectionMixin
-from .metrics import round_metrics, zero_variance_metrics
-from .micro_batches import _MULTIMODAL_FORWARD_KWARGS as _MULTIMODAL_FORWARD_KWARGS
-from .micro_batches import MicroBatchesMixin
-from .model_card import zppo_card_section
+from .methods.retrospective import continuation_success_vs_plain
 from .quantization import disable_cpu_inference_repacking
-from .replay import group_unit, question_id, ratio_count, replay_count, sample_replay
-from .retrospective import RetrospectiveBuffer
-from .retrospective_replay import RetrospectiveReplayMixin
 from .rewards import answer_extractor
-from .round_rows import RoundRowsMixin, completions_table_logs, replace_latest
+from .round.loss import LossSeamMixin
+from .round.rollout import TRLSeams, completions_table_logs
+from .round.run import as_model_input, run_round
+from .round.state import (
+    STATE_FILE_NAME,
+    RunState,
+    checkpoint_rows,
+    checkpoint_step,
+    last_complete_checkpoint,
+    read_checkpoint_state,
+    state_digest,
+    write_state_file,
+)
 from .teachers import resolve_teacher, use_answer_extractor
 from .validation import (
     check_trainer_arguments,
@@ -76,19 +51,9 @@ from .validation import (
     warn_if_checkpoints_split_rounds,
     warn_if_not_paper_recipe,
 )
-from .zppo_state import ZPPOStateMixin
 
 
-class ZPPOTrainer(
-    HintGroupsMixin,
-    InjectionMixin,
-    ExperienceReplayMixin,
-    RetrospectiveReplayMixin,
-    RoundRowsMixin,
-    ZPPOStateMixin,
-    MicroBatchesMixin,
-    GRPOTrainer,
-):
+class ZPPOTrainer(LossSeamMixin, GRPOTrainer):
     """Trainer for ZPPO, "Zone of Proximal Policy Optimization: Teacher in Prompts, Not Gradients" (arXiv 2606.18216).
 
     Takes everything `trl.GRPOTrainer` takes, with a [`ZPPOConfig`], plus:
@@ -100,17 +65,19 @@ class ZPPOTrainer(
             prompts are built. A teacher that fails for a question leaves that question NCQ only.
 
     Attributes:
-        replay_buffer (`HardQuestionBuffer`): the hard questions, identical on every process.
-        last_round (`dict`): the latest round's new and replayed question ids and its hint prompts as the student saw
-            them (`{"kind", "prompt_id", "prompt"}`), identical on every process.
+        run_state (`round.state.RunState`): the buffers, their questions' rows and the round counter, identical on
+            every process; `replay_buffer`, `experience_buffer` and `retrospective_buffer` are its buffers.
+        last_round (`dict`): the latest round's record: new, replayed and experience question ids, admitted,
+            graduated and evicted ids, the hint prompts as the student saw them (`{"kind", "prompt_id", "prompt"}`),
+            completions and tokens generated; identical on every process.
 
     The training set is a `datasets.Dataset` or a streaming `IterableDataset` with a `prompt` column; the user's
     datasets are never modified (TRL's sampler and the rows it hands to `training_step` are TRL's own). A question is
     identified by its `prompt_id` column or, when there is none, by a hash of its `prompt` and `answer`
-    (`replay.question_id`); the buffer keeps each buffered question's row (at most `replay_capacity` rows, saved in
-    checkpoints), so replay never indexes the dataset. Every row a reward function sees carries the dataset columns
-    plus `prompt_id` and `zppo_kind` in `("plain", "replay", "bcq", "ncq")`, or a baseline's kind (`"hint"`,
-    `"prefix"`, `"teacher_response"`, see `hint_type`).
+    (`buffers.replay.question_id`); the buffer keeps each buffered question's row (saved in checkpoints), so replay
+    never indexes the dataset. Every row a reward function sees carries the dataset columns plus `prompt_id` and
+    `zppo_kind` in `("plain", "replay", "bcq", "ncq")`, or another method's kind (`"hint"`, `"prefix"`,
+    `"teacher_response"`, `"experience"`, `"retrospective"`).
     """
 
     _tag_names = ["trl", "grpo", "zppo"]
@@ -155,215 +122,58 @@ class ZPPOTrainer(
             processing_class=processing_class,
             **kwargs,
         )
-
         disable_cpu_inference_repacking(self.model)  # QLoRA on CPU: see quantization.py
-        check_vllm_lengths(args, self._chat_template_overhead())
-        self._correctness_index = resolve_correctness(args.correctness_reward, self.reward_func_names)
+        correctness = resolve_correctness(args.correctness_reward, self.reward_func_names)
         # one extractor: NCQ's wrong answers and a sampled teacher's answers are read as the correctness reward reads
-        self._extract_answer = answer_extractor(self.reward_funcs[self._correctness_index])
-        use_answer_extractor(self.teacher, self._extract_answer)
-        self.replay_buffer = HardQuestionBuffer(capacity=args.replay_capacity, hard_threshold=args.hard_threshold)
-        self._replay_rows: dict = {}  # question id -> dataset row, for exactly the buffered questions
-        self._zppo_round = 0  # generation rounds done; seeds every random choice, saved with the buffer
-        self.last_round: dict = {}  # what the latest round fed the student (ids, hint prompts as seen), for logs
-        self._teacher_warned = False
-        self._unbuilt_hints: Counter = Counter()  # planned hint prompts of the latest round not built, per reason
-        self._micro_batch_hint_flags: torch.Tensor | None = None  # set by compute_loss for one micro-batch
-        self.experience_buffer = ExperienceBuffer(capacity=args.experience_capacity)  # ExGRPO (experience_ratio > 0)
-        self._experience_on = (
-            False  # ExGRPO's delayed start, latched once a round's plain pass@1 exceeds the threshold
+        extract_answer = answer_extractor(self.reward_funcs[correctness])
+        use_answer_extractor(self.teacher, extract_answer)
+        self.round_seams = TRLSeams(self, self.teacher, extract_answer)
+        self.round_seams.correctness_index = correctness
+        check_vllm_lengths(args, self.round_seams.text.template_overhead(self._tokenizer))
+        self.run_state = RunState.new(args, self.num_generations)
+        self.last_round: dict = {}
+        # the completions table makes room for the round's replayed and extra rows, not only the new prompts'
+        self._logs = completions_table_logs(
+            self._logs, args.generation_batch_size + most_extra_groups(self) * self.num_generations
         )
-        self._micro_batch_experience: tuple | None = None  # (flags, stored log-probs) of one micro-batch
-        # Retrospective Replay (retrospective_ratio > 0): one state per hard question, and those questions' rows
-        self.retrospective_buffer = RetrospectiveBuffer(
-            capacity=args.retrospective_capacity, hard_threshold=args.hard_threshold, min_tries=self.num_generations
-        )
-        self._retrospective_rows: dict = {}
-        self._state_replays = (0, 0)  # the latest round's state continuations: (correct, scored)
-        G, num_new = self.num_generations, args.generation_batch_size // self.num_generations
-        unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
-        most_extra = (
-            replay_count(args.replay_ratio, num_new, args.replay_capacity, unit)
-            + max(ratio_count(args.hint_ratio, num_new), unit)
-            + max(ratio_count(args.experience_ratio, num_new), unit)
-            + max(ratio_count(args.retrospective_ratio, num_new), unit)
-        )
-        self._logs = completions_table_logs(self._logs, args.generation_batch_size + most_extra * G)
-        self._last_completions: list = []
-        self._last_rewards_per_func: torch.Tensor | None = None
-        self._nonfinite_rewards = 0  # rollouts of the latest round with a +-inf reward, scored as unscorable
         warn_if_checkpoints_split_rounds(args)
         warn_if_advantage_options_ignored(args)
         warn_if_not_paper_recipe(args)
         self._checkpoint_rows = checkpoint_rows(args)  # whether checkpoints keep the buffered questions' rows
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        if inputs and PREFIX_KEY in inputs[0]:  # Prefix baseline: rewards read prefix + continuation
-            prefixes = [row.pop(PREFIX_KEY) for row in inputs]
-            completions = [full_completion(c, *prefix) for c, prefix in zip(completions, prefixes, strict=True)]
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        # a +-inf reward would make every advantage of the round NaN, hence 0: it counts as unscorable (NaN) instead,
-        # which leaves only that rollout out (TRL's rule for None), and is counted
-        infinite = torch.isinf(rewards)
-        if infinite.any():
-            rewards = torch.where(infinite, torch.full_like(rewards, torch.nan), rewards)
-            self._nonfinite_rewards += int(infinite.any(dim=1).sum())
-        self._last_completions = completions  # this process's decoded completions, in row order
-        self._last_rewards_per_func = rewards  # gathered: (all processes' rows, n_funcs), identical on every rank
-        return rewards
+    @property
+    def correctness_reward(self):
+        """The reward function that decides correctness (`correctness_reward` of the config; the first by default)."""
+        return self.reward_funcs[self.round_seams.correctness_index]
+
+    @property
+    def replay_buffer(self):
+        return self.run_state.buffer
+
+    @property
+    def experience_buffer(self):
+        return self.run_state.experience
+
+    @property
+    def retrospective_buffer(self):
+        return self.run_state.states
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # the round
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         if not self.model.training:  # evaluation: same prompt format, no buffer, no hints
-            return super()._generate_and_score_completions([self._as_model_input(r, "plain") for r in inputs])
+            instruction = self.args.answer_format_instruction
+            return super()._generate_and_score_completions([as_model_input(r, "plain", instruction) for r in inputs])
+        # the round's new prompts: one row per group, every process's, in TRL's sampler order
+        result = run_round(gather_object(inputs)[:: self.num_generations], self.run_state, self.round_seams)
+        self.last_round = result.record
+        return result.output
 
-        G, args = self.num_generations, self.args
-        unit = group_unit(self.accelerator.num_processes, args.steps_per_generation, G)
-        self._nonfinite_rewards = 0
-
-        # 1. plain groups = new prompts (TRL's sampler, global order) + replays drawn now from the latest buffer
-        new_rows = gather_object(inputs)[::G]
-        new_ids = [question_id(row) for row in new_rows]
-        replay_ids = sample_replay(
-            self.replay_buffer.ids(),
-            replay_count(args.replay_ratio, len(new_rows), len(self.replay_buffer), unit),
-            args.seed,
-            self._zppo_round,
-            exclude=set(new_ids),
-        )
-        # ExGRPO: stored questions, drawn from accuracy buckets; never one the round already rolls out
-        experience_ids = self._draw_experience(len(new_rows), unit, exclude={*new_ids, *replay_ids})
-        rows = new_rows + [self._replay_rows[pid] for pid in replay_ids]
-        rows += [self.experience_buffer.row(pid) for pid in experience_ids]
-        kinds = ["plain"] * len(new_rows) + ["replay"] * len(replay_ids) + ["experience"] * len(experience_ids)
-        plain_groups = [self._as_model_input(r, kind) for r, kind in zip(rows, kinds)]
-        output = self._rollout(plain_groups)
-        plain_rewards = self._last_rewards_per_func
-        correct, scored = (t.view(-1, G).cpu() for t in self._correct_and_scored(plain_rewards))
-        completions = gather_object(self._last_completions)
-        all_visits = round_visits(rows, new_ids + replay_ids + experience_ids, correct, scored, completions)
-        visits = all_visits[: len(new_rows) + len(replay_ids)]  # ZPPO's: new and replayed questions
-        # ExGRPO's successes, read before any row is replaced (stored after this round's replay: a group never
-        # replays one of its own fresh samples)
-        harvest = self._harvest_experience(output, all_visits, correct, scored, len(new_rows))
-
-        # 2. the buffer learns from plain rollouts only, one visit per question (copies of a question merged); it
-        # keeps the rows of exactly the questions it holds
-        questions = merge_visits(visits)
-        before, held = self.replay_buffer.counters(), self.replay_buffer.ids()  # FIFO order: the same on every rank
-        outcome = {v.prompt_id: self.replay_buffer.visit(v.prompt_id, v.correct, v.scored, self._zppo_round)
-                   for v in questions}  # fmt: skip
-        row_of = {**self._replay_rows, **{v.prompt_id: v.row for v in questions}}
-        self._replay_rows = {pid: row_of[pid] for pid in self.replay_buffer.ids()}
-
-        # 3. hint prompts for the round's hardest questions, rolled out as their own groups; or (GRPO† + teacher
-        # response) teacher responses injected into their plain groups, after the buffer saw the groups as sampled
-        injected, self._unbuilt_hints = 0, Counter()
-        if args.hint_type == "teacher_response":
-            plan = []
-            plain_rewards, injected, teacher_failures = self._inject_teacher_responses(
-                output, plain_groups, visits, scored & ~correct, plain_rewards, len(new_rows)
-            )
-        else:
-            plan, teacher_failures = self._plan_hints(questions, len(new_rows), unit)
-        # Retrospective Replay: stored states continued as groups of their own, chosen before this round's states are
-        # harvested, so a state is always one found in an earlier round. They get a rollout pass of their own: a
-        # state row is a rendered text prompt (it ends inside the assistant turn), and TRL tokenizes a pass either
-        # as chat or as text
-        states = self._plan_states(len(new_rows), unit, exclude={row["prompt_id"] for _, row in plan})
-        if args.retrospective_ratio > 0:
-            self._harvest_states(visits, correct, scored, completions)
-        experience_rows: list[tuple[int, Trajectory]] = []
-        if experience_ids:  # ExGRPO: the last rollout of each experience group becomes a stored success
-            plain_rewards, experience_rows = self._replay_experience(
-                output, plain_groups, len(visits), experience_ids, plain_rewards
-            )
-        for visit, marks, found in harvest:
-            self.experience_buffer.update(visit.prompt_id, visit.row, marks, found, self._zppo_round)
-        extra_rewards = []  # gathered rewards per extra pass: hint groups, then state groups
-        output[HINT_FLAG] = torch.zeros_like(output["advantages"], dtype=torch.bool)
-        for groups in (plan, states):
-            if groups:
-                hint_output = self._hint_pass([row for _, row in groups])
-                extra_rewards.append(self._last_rewards_per_func)
-                hint_output[HINT_FLAG] = torch.ones_like(hint_output["advantages"], dtype=torch.bool)
-                output = concat_rollout_batches(output, hint_output, self._tokenizer.pad_token_id)
-        if states:
-            self._record_state_replays(states, extra_rewards[-1])
-        plan += states
-        if args.experience_ratio > 0:
-            output.update(experience_columns(output["completion_ids"], experience_rows))
-
-        # 4. advantages over the whole round (plain and hint groups together); which groups teach anything
-        round_rewards = [self._total_rewards(r) for r in (plain_rewards, *extra_rewards)]
-        if args.advantage_estimator == "zppo":
-            advantages = zppo_advantages(torch.cat(round_rewards), G)
-            output["advantages"] = self._local_part(advantages, round_rewards)
-            replace_latest(self._logs["advantages"], advantages.tolist())  # the table shows what is trained on
-        elif injected or experience_rows:  # TRL's advantages predate the replaced rows: its formula on the new rewards
-            advantages = grpo_advantages(round_rewards[0], G, self.scale_rewards)
-            output["advantages"] = self._local_part(advantages, round_rewards)
-            replace_latest(self._logs["advantages"], advantages.tolist())
-        has_variance = [group_has_variance(r, G) for r in round_rewards]
-        output[INFORMATIVE_FLAG] = self._local_part(
-            torch.cat([flags.repeat_interleave(G) for flags in has_variance]), round_rewards
-        )
-        all_tokens = output["num_items_in_batch"]
-        informative_tokens = informative_token_count(output, self.accelerator.gather)
-        if args.exclude_zero_variance_groups:
-            output["num_items_in_batch"] = informative_tokens
-
-        # 5. metrics and the round's record
-        after = self.replay_buffer.counters()
-        counts = {key: after[key] - before[key] for key in after}  # admitted / graduated / evicted this round
-        hint_kinds = [kind for kind, _ in plan]
-        hint_correct = hint_scored = None
-        if extra_rewards:
-            hint_correct, hint_scored = (
-                t.view(-1, G).cpu() for t in self._correct_and_scored(torch.cat(extra_rewards))
-            )
-        metrics = {
-            **round_metrics(self.replay_buffer, counts, len(replay_ids), hint_kinds, hint_correct, hint_scored, G),
-            **zero_variance_metrics(kinds + hint_kinds, torch.cat(has_variance).tolist()),
-            "zppo/teacher_failures": float(teacher_failures),
-            "zppo/nonfinite_rewards": float(self._nonfinite_rewards),
-            "zppo/hints_not_built": float(sum(self._unbuilt_hints.values())),
-            **{f"zppo/hints_not_built/{reason}": float(n) for reason, n in self._unbuilt_hints.items()},
-            **({"zppo/injected_responses": float(injected)} if args.hint_type == "teacher_response" else {}),
-            **(self._experience_metrics(len(experience_ids)) if args.experience_ratio > 0 else {}),
-            **(self._retrospective_metrics() if args.retrospective_ratio > 0 else {}),
-            "zppo/informative_token_share": float(informative_tokens / all_tokens.clamp(min=1)),
-            "zppo/loss_normalizer_tokens": float(output["num_items_in_batch"]),
-        }
-        for key, value in metrics.items():
-            self._metrics["train"][key].append(value)
-        gathered = self.accelerator.gather  # a collective: every process calls it
-        loss_rows = output["completion_mask"].sum(dim=1)
-        tokens = torch.stack([loss_rows[~output[HINT_FLAG]].sum(), loss_rows[output[HINT_FLAG]].sum(),
-                              output["prompt_mask"].sum()]).to(self.accelerator.device)  # fmt: skip
-        plain_tokens, hint_tokens, prompt_tokens = gathered(tokens).view(-1, 3).sum(dim=0).tolist()
-        self.last_round = {
-            "round": self._zppo_round,
-            **counts,
-            "admitted_ids": [pid for pid, what in outcome.items() if what == "admitted"],
-            "graduated_ids": [pid for pid, what in outcome.items() if what == "graduated"],
-            "evicted_ids": [pid for pid in held if pid not in self.replay_buffer and outcome.get(pid) != "graduated"],
-            # what this round generated, over all processes: completions, their tokens (plain and hint rows) and the
-            # prompt tokens of every row (a round's processed tokens = prompt + completion tokens)
-            "completions": len(round_rewards[0]) + sum(len(r) for r in round_rewards[1:]),
-            "tokens": {
-                "plain_completion": int(plain_tokens),
-                "hint_completion": int(hint_tokens),
-                "prompt": int(prompt_tokens),
-            },  # fmt: skip
-            "buffer_size": len(self.replay_buffer),
-            "teacher_failures": teacher_failures,
-            "new": new_ids,
-            "replayed": replay_ids,
-            "experience": experience_ids,
-            "hints": [{"kind": kind, "prompt_id": row["prompt_id"], "prompt": row["prompt"]} for kind, row in plan],
-        }
-        self._zppo_round += 1
-        return output
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        completions = self.round_seams.reward_inputs(inputs, completions)
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self.round_seams.capture(completions, rewards)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # TRL averages each metric over the logging window; running totals, rates and the buffer size are gauges, so
@@ -373,9 +183,16 @@ class ZPPOTrainer(
                 del values[:-1]
         super().log(logs, start_time)
 
+    def retrospective_report(self) -> dict:
+        """Stored states' continuation success against the plain accuracy of the same questions."""
+        return continuation_success_vs_plain(self.run_state.states)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # resume and save
+
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         # transformers' `resume_from_checkpoint=True` takes the newest checkpoint folder even when its write was
-        # cut short; take the newest *complete* one (see checkpoint.py), chosen by the main process and broadcast, so
+        # cut short; take the newest *complete* one (round/state.py), chosen by the main process and broadcast, so
         # every process resumes from the same folder even if they see the output folder differently
         if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in ("true", "last"):
             resume_from_checkpoint = True  # the CLI's spelling
@@ -385,23 +202,52 @@ class ZPPOTrainer(
                 broadcast_object_list(box, from_process=0)
             resume_from_checkpoint = box[0]
             if resume_from_checkpoint is None:
-                raise ValueError(f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete ZPPO "
-                                 "checkpoint. Train from scratch (resume_from_checkpoint=None).")  # fmt: skip
+                raise ValueError(
+                    f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete ZPPO checkpoint. "
+                    "Train from scratch (resume_from_checkpoint=None)."
+                )
         if resume_from_checkpoint:
             self.load_zppo_state(resume_from_checkpoint)  # before any generation: a bad state raises here
-            self._check_processes_agree_on_state(resume_from_checkpoint)
         output = super().train(resume_from_checkpoint, *args, **kwargs)
-        # the final buffer and logs, next to the final model (HF saves logs only in checkpoints)
-        if self.args.should_save:
+        if (
+            self.args.should_save
+        ):  # the final buffer and logs, next to the final model (HF saves logs only in checkpoints)
             self._write_output_state()
         return output
 
+    def zppo_state(self, include_rows: bool = True) -> dict:
+        """Everything ZPPO needs to resume (`RunState.to_dict`); `include_rows=False` is what a Hub push uploads."""
+        return self.run_state.to_dict(self.state.global_step, include_rows)
+
+    def load_zppo_state(self, checkpoint: str) -> None:
+        """Restore ZPPO's state from `checkpoint/zppo_buffer_state.json`; raise a `BufferStateError` that names the
+        file and the fix (and change nothing) when it is missing, corrupted or does not belong to the checkpoint. Rows
+        a state was saved without are found again in the training set by question id. Every process checks that it
+        loaded what the others did (a collective)."""
+        state = RunState.from_dict(read_checkpoint_state(checkpoint), self.args, self.num_generations)
+        missing = state.missing_rows()
+        found = rows_by_id(self.train_dataset, missing) if missing else {}
+        if len(found) < len(missing):
+            raise BufferStateError(
+                f"{os.path.join(checkpoint, STATE_FILE_NAME)} holds no dataset rows for buffered question(s) "
+                f"{sorted(map(str, missing - set(found)))[:5]}, and the training set has no question with those ids. "
+                "Resume with the training set the run used (or from a checkpoint saved with push_dataset_rows=True)."
+            )
+        state.fill_rows(found)
+        if self.accelerator.num_processes > 1:
+            digests = gather_object([state_digest(state.to_dict(0))])
+            if len(set(digests)) > 1:
+                raise BufferStateError(
+                    f"the processes loaded different ZPPO states from {checkpoint} (digests {digests}): each reads "
+                    "the checkpoint from its own file system. Give every process the same checkpoint folder."
+                )
+        self.run_state = state
+
     def _write_output_state(self) -> None:
-        """The output folder's state file (what a Hub push uploads, see `hub_rows_policy`) and trainer_state.json."""
-        write_state_file(
-            os.path.join(self.args.output_dir, STATE_FILE_NAME),
-            self.zppo_state(include_rows=self.args.push_dataset_rows),
-        )
+        """The output folder's state file (what a Hub push uploads: rows only with `push_dataset_rows`) and
+        trainer_state.json."""
+        payload = self.zppo_state(include_rows=self.args.push_dataset_rows)
+        write_state_file(os.path.join(self.args.output_dir, STATE_FILE_NAME), payload)
         self.state.save_to_json(os.path.join(self.args.output_dir, "trainer_state.json"))
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -412,9 +258,8 @@ class ZPPOTrainer(
         if self.args.should_save and checkpoint:
             # a checkpoint: ZPPO's state goes in now, before transformers starts a Hub upload of the folder; its rows
             # only when the folder is not uploaded, or the user opted in (`checkpoint_rows`)
-            write_state_file(
-                os.path.join(output_dir, STATE_FILE_NAME), self.zppo_state(include_rows=self._checkpoint_rows)
-            )
+            payload = self.zppo_state(include_rows=self._checkpoint_rows)
+            write_state_file(os.path.join(output_dir, STATE_FILE_NAME), payload)
         if self.args.should_save and self.args.push_to_hub and (checkpoint or output_dir is None):
             # transformers uploads the output folder right after this save: its state file must be current
             self._write_output_state()
@@ -434,7 +279,7 @@ class ZPPOTrainer(
         during training."""
         if not self.is_world_process_zero():
             return
-        from .model_card import trainer_model_card
+        from .model_card import trainer_model_card, zppo_card_section
         from .models import base_model_id
         from .plotting import FIGURE_NAME, plot_graduation
 
@@ -447,6 +292,36 @@ class ZPPOTrainer(
         figure = FIGURE_NAME if os.path.exists(os.path.join(output_dir, FIGURE_NAME)) else None
         base = base_model_id(get_config_model_id(self.model.config), self.args.base_model_id)
         section = zppo_card_section(self.replay_buffer, self.args, self.num_generations, base, dataset_name, figure)
-        card = trainer_model_card(self, section, model_name=model_name, dataset_name=dataset_name, tags=tags,
-                                  prompt=kwargs.get("example_prompt"))  # fmt: skip
+        card = trainer_model_card(
+            self,
+            section,
+            model_name=model_name,
+            dataset_name=dataset_name,
+            tags=tags,
+            prompt=kwargs.get("example_prompt"),
+        )
         card.save(os.path.join(output_dir, "README.md"))
+
+
+def most_extra_groups(trainer) -> int:
+    """The most groups a round can add to the new prompts' (replays, hints, experience, states), for table sizes."""
+    args, G = trainer.args, trainer.num_generations
+    num_new = args.generation_batch_size // G
+    unit = group_unit(trainer.accelerator.num_processes, args.steps_per_generation, G)
+    extra = [
+        ratio_count(ratio, num_new) for ratio in (args.hint_ratio, args.experience_ratio, args.retrospective_ratio)
+    ]
+    return replay_count(args.replay_ratio, num_new, args.replay_capacity, unit) + sum(max(n, unit) for n in extra)
+
+
+def rows_by_id(dataset, wanted: set) -> dict:
+    """The rows of the questions `wanted` (by `question_id`), read once in order; stops as soon as all are found (a
+    stream is read only as far as needed)."""
+    found = {}
+    for row in dataset:
+        pid = question_id(row)
+        if pid in wanted and pid not in found:
+            found[pid] = dict(row)
+            if len(found) == len(wanted):
+                break
+    return found

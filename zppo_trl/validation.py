@@ -135,7 +135,7 @@ def warn_if_duplicate_questions(dataset) -> None:
     """A dataset without `prompt_id` identifies a question by its prompt and answer (`replay.question_id`): copies of
     a question are one question to the buffer. Say how many rows repeat one, and the first ids; in a round, their
     visits are merged into one (`hints.merge_visits`)."""
-    from .replay import question_id
+    from .buffers.replay import question_id
 
     seen, repeats = set(), []
     for row in dataset.select_columns([c for c in ("prompt", "answer") if c in dataset.column_names]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .buffer import HardQuestionBuffer
+from ..buffers.hard import HardQuestionBuffer
 
 GROUP_KINDS = ("plain", "replay", "bcq", "ncq")  # always reported; a baseline adds its own kind
 

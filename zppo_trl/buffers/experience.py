@@ -1,18 +1,7 @@
-"""The trainer-free core of ExGRPO experience replay (Zhan et al., arXiv 2510.02245, "Learning to Reason from
-Experience", §4, Alg. 1–2).
-
-ExGRPO replays the student's own *successful trajectories* of partially solved questions. This module holds the
-pieces that need no model and no trainer, so that they can be tested alone; the trainer computes entropies and
-log-probs and calls them:
-
-- `Trajectory` and `ExperienceBuffer`: per question its latest plain accuracy k/K, its successful rollouts (token ids
-  and the generating policy's per-token log-probs) and its dataset row; a question solved K/K retires for good;
-- `bucket_probabilities` and `sample_experience`: questions bucketed by latest accuracy, a bucket drawn with
-  probability ∝ N(acc; μ, σ), a question uniformly within it, without replacement;
-- `lowest_entropy`: which stored trajectory of a question to replay;
-- `shaped_weight` and `shaped_surrogate`: the importance weight w = π_θ / π_stored shaped by f(w) = w / (w + β),
-  expressed so that TRL's own loss computes ExGRPO's unclipped, shaped objective for a replayed row;
-- `delayed_start`: experience replay switches on once a batch's plain pass@1 exceeds a threshold.
+"""ExGRPO's experience buffer (Zhan et al., arXiv 2510.02245, "Learning to Reason from Experience", §4, Alg. 1–2):
+per question its latest plain accuracy k/K, its successful rollouts (`Trajectory`: token ids and the generating
+policy's per-token log-probs) and its dataset row; a question solved K/K retires for good. Pure Python, no trainer;
+the method's other pieces (sampling, trajectory choice, the shaped weight) are in `methods/exgrpo.py`.
 
 Where this differs from ExGRPO's released code (a verl fork, `ExGRPO/exgrpo/verl/verl/mix_src/experience/`), the
 docstrings below say so ("ours").
@@ -20,16 +9,12 @@ docstrings below say so ("ours").
 
 from __future__ import annotations
 
-import math
-import random
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
-from .buffer import BufferStateError
+from .hard import BufferStateError
 
 EXPERIENCE_SCHEMA_VERSION = 1
 
@@ -387,145 +372,6 @@ class ExperienceBuffer:
             f"ExperienceBuffer(size={len(self)}, capacity={self.capacity}, tokens={self._stored_tokens}, "
             f"retired={len(self._retired)}, evicted={self.total_evicted})"
         )
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# question sampling (paper §4, "experience sampling")
-
-
-def bucket_probabilities(accuracies: Iterable[float], mu: float = 0.5, sigma: float = 1.0) -> dict[float, float]:
-    """Probability of each accuracy bucket: a bucket holds the questions whose latest accuracy k/K equals its key; its
-    weight is the normal density N(acc; μ, σ) at that accuracy, renormalised over the non-empty buckets (those in
-    `accuracies`). Keys come in ascending order. The normal's constant cancels in the renormalisation.
-
-    σ is in accuracy units, as the paper writes N(Acc; 0.5, 1). ExGRPO's code (`WeightedBucketSampler`, "normal")
-    evaluates N(k; K/2, 1) on the *count* k, i.e. σ = 1/K in accuracy units, much sharper: pass `sigma=1/K` to get it.
-
-    Example:
-    ```python
-    >>> {acc: round(p, 4) for acc, p in bucket_probabilities([0.25, 0.5, 0.5]).items()}
-    {0.25: 0.4922, 0.5: 0.5078}
-    ```
-    """
-    if not sigma > 0:
-        raise ValueError(f"`sigma` must be positive, got {sigma!r}. Use 1.0 (paper).")
-    buckets = sorted(set(accuracies))
-    weights = [math.exp(-((acc - mu) ** 2) / (2 * sigma**2)) for acc in buckets]
-    total = sum(weights)
-    return {acc: w / total for acc, w in zip(buckets, weights)}
-
-
-def sample_experience(
-    buffer: ExperienceBuffer,
-    n: int,
-    rng: random.Random,
-    exclude: Iterable = (),
-    mu: float = 0.5,
-    sigma: float = 1.0,
-) -> list:
-    """Draw up to `n` buffered questions for replay, without replacement: each draw picks a bucket by
-    `bucket_probabilities` over the buckets that still hold an undrawn question, then a question uniformly within it;
-    the drawn question leaves the pool, so an emptied bucket leaves and the others renormalise. Returns fewer than
-    `n` ids when fewer are available. Questions in `exclude` are never drawn.
-
-    Deterministic for a given `rng` state and buffer content (buckets and ids are visited in sorted order, not in
-    set or insertion order), so processes that share the buffer and the rng seed draw the same questions.
-
-    ExGRPO's code instead draws all bucket counts at once from a multinomial and moves the surplus of over-drawn
-    buckets to others; one draw at a time gives the same first draw and renormalises exactly (ours).
-    """
-    excluded = set(exclude)
-    pool: dict[float, list] = {}
-    for pid in sorted(buffer.ids(), key=_id_order):
-        if pid not in excluded:
-            pool.setdefault(buffer.accuracy(pid), []).append(pid)
-    drawn = []
-    while len(drawn) < n and pool:
-        probabilities = bucket_probabilities(pool, mu, sigma)
-        accuracy = _choose(list(probabilities), list(probabilities.values()), rng)
-        bucket = pool[accuracy]
-        drawn.append(bucket.pop(rng.randrange(len(bucket))))
-        if not bucket:
-            del pool[accuracy]
-    return drawn
-
-
-def _choose(keys: list, probabilities: list[float], rng: random.Random):
-    u, cumulative = rng.random(), 0.0
-    for key, p in zip(keys, probabilities):
-        cumulative += p
-        if u < cumulative:
-            return key
-    return keys[-1]  # u within rounding of 1.0
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# trajectory selection, shaped importance weight, delayed start
-
-
-def lowest_entropy(trajectories: Sequence[Trajectory], mean_entropies: Sequence[float]) -> int:
-    """Index of the trajectory to replay: the one with the lowest mean token entropy under the *current* policy
-    (paper §4; the trainer computes `mean_entropies[i]` over trajectory i's completion tokens). Ties go to the newest
-    (highest index; ours: ExGRPO's code takes `np.argmin`, the oldest).
-
-    Example:
-    ```python
-    >>> lowest_entropy([None, None, None], [0.7, 0.2, 0.2])
-    2
-    ```
-    """
-    if len(trajectories) != len(mean_entropies) or not trajectories:
-        raise ValueError(
-            f"`lowest_entropy` needs one mean entropy per trajectory and at least one trajectory, got "
-            f"{len(trajectories)} trajectories and {len(mean_entropies)} entropies."
-        )
-    if any(math.isnan(h) for h in mean_entropies):
-        raise ValueError(f"`mean_entropies` holds NaN: {list(mean_entropies)!r}.")
-    return min(range(len(mean_entropies)), key=lambda i: (mean_entropies[i], -i))
-
-
-def shaped_weight(w, beta: float = 0.1):
-    """ExGRPO's policy shaping f(w) = w / (w + β) of an importance weight `w` (a float or a tensor): it is near 1 for
-    w ≫ β and damps the gradient of tokens the current policy already finds likely, f'(w) = β / (w + β)²."""
-    if not beta > 0:
-        raise ValueError(f"`beta` must be positive, got {beta!r}. Use 0.1 (paper).")
-    return w / (w + beta)
-
-
-def shaped_surrogate(logps: torch.Tensor, stored_logps: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
-    """Per-token tensor `X` that makes TRL's GRPO loss compute ExGRPO's shaped, unclipped objective for a replayed
-    trajectory, without copying TRL's loss.
-
-    With w = exp(logps - stored_logps) the importance weight of each token against the log-probs stored when the
-    trajectory was generated, `X` has the value f(w) = w / (w + β) and the gradient ∂X/∂logps = f'(w)·w (`stored_logps`
-    is detached). TRL's `GRPOTrainer._compute_loss` computes, per token, `coef = exp(per_token_logps - old_logps)` and
-    the loss `-min(coef · A, clip(coef) · A)`. When the trainer hands it `X` as `per_token_logps` of the replayed row
-    and `X.detach()` as its `old_per_token_logps`:
-
-    - coef = exp(X - X.detach()) is exactly 1 in value, inside the clip range, so neither clipping branch cuts it
-      (ExGRPO's replayed term is unclipped) and both branches carry the same gradient;
-    - ∇coef = exp(0)·∇X = f'(w)·w·∇logπ_θ, so the loss's gradient is -A·f'(w)·w·∇logπ_θ = ∇(-A·f(w)): the gradient
-      of ExGRPO's shaped objective -A·f(w) (paper §4, ExGRPO's `off_policy_reshape="p_div_p_0.1"` with
-      `loss_remove_clip=True`).
-
-    Caveats for the trainer: this holds for TRL's token-level importance ratio (`importance_sampling_level="token"`);
-    the value of `X` is a weight, not a log-prob, so TRL's KL term (`beta > 0`) and anything else that reads
-    `per_token_logps`' value must not see `X` for replayed rows; `X.detach()` is the shaped weight itself, ready to
-    log. f(w) is computed as sigmoid(log w − log β), finite for any log-probs.
-    """
-    if not beta > 0:
-        raise ValueError(f"`beta` must be positive, got {beta!r}. Use 0.1 (paper).")
-    log_w = logps - stored_logps.detach()
-    return torch.sigmoid(log_w - math.log(beta))  # = w / (w + β), without overflow of exp(log_w)
-
-
-def delayed_start(pass_at_1: float, threshold: float = 0.35) -> bool:
-    """Whether experience replay may start: the batch's plain pass@1 (correct / scored plain rollouts) exceeds
-    `threshold` (paper §4: 35%; strict, as ExGRPO's code compares `batch/solved > experience_start_sratio`). The
-    trainer latches it: once on, it stays on. ExGRPO's code also collects no experience before the switch."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"`threshold` must be in [0, 1], got {threshold!r}. Use 0.35 (paper).")
-    return pass_at_1 > threshold
 
 
 # --------------------------------------------------------------------------------------------------------------------

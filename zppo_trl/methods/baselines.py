@@ -14,7 +14,8 @@ of questions, same `hint_ratio` cap (in groups), one config switch (`ZPPOConfig.
   student's own log-probs as its old policy (importance ratio 1) and a large positive advantage. It is the baseline
   the paper argues against ("teacher in prompts, not gradients"), kept to check that comparison.
 
-Pure functions over text and rollout tensors; the trainer calls them from its hint planning and its round.
+Pure functions over text and rollout tensors, then the round's steps that use them: the Hint and Prefix rows of
+`zppo.hint_groups`, and the teacher-response injection into the plain pass.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from typing import Any
 import torch
 from trl.trainer.utils import nanstd
 
-from .batching import _PADDED, _pad_to
-from .hints import HardVisit
-from .prompts import append_to_prompt
+from ..buffers.replay import ratio_count, round_rng
+from ..prompts import HintNotBuilt, append_to_prompt
+from ..round.batching import _PADDED, _pad_to
+from ..round.visits import HardVisit, rank_hard
 
 HINT_TYPES = ("bcq_ncq", "hint", "prefix", "teacher_response")
 # ours: the paper's hint prompt is not published
@@ -178,3 +180,101 @@ def grpo_advantages(rewards: torch.Tensor, num_generations: int, scale_rewards: 
     else:
         raise ValueError(f"`scale_rewards` must be 'group', 'batch' or 'none', got {scale_rewards!r}.")
     return torch.nan_to_num(centred / (std + 1e-4), nan=0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the round's steps
+
+# on Prefix and Retrospective Replay rows until the rewards are computed: [prefix text, chat dataset?]; taken off
+# before TRL's reward functions see the row (`rollout.py`), which score prefix + continuation
+PREFIX_KEY = "zppo_prefix"
+
+
+def hint_row(kind: str, visit: HardVisit, solution: str, seams) -> dict:
+    """A Hint or Prefix model-input row for a hard question and one of its teacher solutions; raises
+    `prompts.HintNotBuilt` when no sentence of the solution is free of the answer (Hint)."""
+    row, instruction = visit.row, seams.args.answer_format_instruction
+    if kind == "hint":
+        prompt = build_answer_hint_prompt(row["prompt"], solution, str(row.get("answer", "")), instruction)
+        if prompt is None:
+            raise HintNotBuilt("no_answer_free_hint", "every sentence of the solution states the answer")
+        return {**row, "prompt_id": visit.prompt_id, "zppo_kind": kind, "prompt": prompt}
+    prefix = solution_prefix(solution, seams.args.prefix_fraction, seams.text.tokenize, seams.text.decode)
+    return prefix_row(row, visit.prompt_id, kind, prefix, seams)
+
+
+def prefix_row(row: dict, prompt_id, kind: str, prefix: str, seams) -> dict:
+    """A row whose answer starts with `prefix` (the Prefix baseline's teacher prefix, a Retrospective Replay state):
+    the student continues it, the prefix is prompt (no loss), the rewards read prefix + continuation."""
+    prompt = build_prefix_prompt(row["prompt"], prefix, seams.args.answer_format_instruction, seams.text.render_prefix)
+    extra = {"prompt_id": prompt_id, "zppo_kind": kind, PREFIX_KEY: [prefix, not isinstance(row["prompt"], str)]}
+    return {**row, **extra, "prompt": prompt}
+
+
+def inject_teacher_responses(plain, plain_groups: list[dict], visits: list[HardVisit], wrong, rewards_per_func,
+                             num_new: int, round_index: int, seams) -> tuple[torch.Tensor, int, int]:  # fmt: skip
+    """GRPO† + teacher response (off-policy by design): in at most `hint_ratio * N` hard plain groups, hardest
+    first, one wrong rollout becomes a correct teacher response. Edits the plain pass's `output` in place; returns
+    the round's gathered rewards per function with the injected rows rescored, the number injected and the teacher
+    failures. Every process decides the same rows and runs the same collectives.
+
+    The reward functions score the injected completion as they score a rollout (row `zppo_kind`
+    `"teacher_response"`), then the correctness reward's score is set to 1: the teacher's solution is trusted, as
+    a BCQ candidate is. The other functions keep their own score of it (a format reward judges the teacher's
+    format). Its old-policy log-probs (when TRL keeps them) and vLLM sampling log-probs are the student's own
+    now; TRL's per-round metrics (lengths, rewards, `frac_reward_zero_std`) describe the sampled rollouts."""
+    args, text = seams.args, seams.text
+    ranked = rank_hard(visits, args.hard_threshold)[: ratio_count(args.hint_ratio, num_new)]
+    if not ranked:
+        return rewards_per_func, 0, 0
+    solutions, failures = seams.teacher_solutions([v.row for v in ranked])
+    rng = lambda visit: round_rng(args.seed, round_index, "teacher_response", visit.prompt_id)
+    plan = plan_injections(ranked, solutions, wrong, lambda visit, sols: rng(visit).choice(sols))
+    if not plan:
+        return rewards_per_func, 0, failures
+    ids = [
+        teacher_completion_ids(sol, text.tokenize, text.eos_token_id, args.max_completion_length) for _, sol in plan
+    ]
+    plan = [(row, c) for (row, _), c in zip(plan, ids)]
+    rewards_per_func, _ = replace_rows(plain, plain_groups, plan, "teacher_response", rewards_per_func, seams)
+    rewards_per_func[[row for row, _ in plan], seams.correctness_index] = 1.0
+    return rewards_per_func, len(plan), failures
+
+
+def replace_rows(plain, plain_groups: list[dict], plan: list[tuple[int, list[int]]], kind: str, rewards_per_func,
+                 seams) -> tuple[torch.Tensor, list[int]]:  # fmt: skip
+    """Put completions the student did not sample into its plain groups (GRPO† + teacher response; ExGRPO's
+    replayed successes): `plan` = `[(global row, completion ids)]`, identical on every process. Edits this
+    process's `plain.output` in place (completions, masks, the vLLM ratio via `replace_completions`; old and sampling
+    log-probs, when TRL keeps them, set to the student's own now, so the ratio starts at 1; the global token count)
+    and returns the round's gathered rewards per function with the rows rescored by the reward functions (as row
+    `zppo_kind=kind`), and this process's local indices of the replaced rows. Every process runs the same
+    collectives."""
+    G, text, output = seams.num_generations, seams.text, plain.output
+    held = plain.held_rows([row for row, _ in plan])
+    local = [(held[row], c) for row, c in plan if row in held]
+    rows = [row for row, _ in local]
+    loss_tokens = lambda b: (b["completion_mask"] * (1 if b.get("tool_mask") is None else b["tool_mask"])).sum()
+    before = loss_tokens(output)
+    output.update(replace_completions(output, rows, [c for _, c in local], text.pad_token_id, text.stop_ids,
+                                      seams.mask_truncated_completions))  # fmt: skip
+    if output.get("old_per_token_logps") is not None:
+        # one forward on every process (a sharded model gathers its weights in it), on a row of its own if it
+        # holds no replaced one
+        logps = seams.student_logps(output, rows or [0])
+        for key in ("old_per_token_logps", "sampling_per_token_logps"):
+            if output.get(key) is not None and rows:
+                output[key][rows] = logps.to(output[key].dtype)
+    # a global token count: every process adds the change on all of them
+    changed = seams.gather(loss_tokens(output) - before).sum()
+    output["num_items_in_batch"] = output["num_items_in_batch"] + changed
+
+    # the reward functions see the new completion; every process scores all of them, rank 0's copy is kept
+    inputs = [{**plain_groups[row // G], "zppo_kind": kind} for row, _ in plan]
+    texts = text.decode_batch([c for _, c in plan])
+    completions = [t if isinstance(r["prompt"], str) else [{"role": "assistant", "content": t}]
+                   for t, r in zip(texts, inputs)]  # fmt: skip
+    scores = seams.score(inputs, [r["prompt"] for r in inputs], completions, [c for _, c in plan])[: len(plan)]
+    rewards_per_func = rewards_per_func.clone()
+    rewards_per_func[[row for row, _ in plan]] = scores
+    return rewards_per_func, rows

@@ -1,4 +1,5 @@
-"""ZPPO's state in a checkpoint folder, and which checkpoint a resume may trust.
+"""ZPPO's resumable state (`RunState`: the buffers, the rows of their questions, the round counter, ExGRPO's latch),
+as one object to save, load and check, and the checkpoint files that hold it: which checkpoint a resume may trust.
 
 ZPPO saves one file, `zppo_buffer_state.json` (the buffer, the replayable question rows, the round counter and the
 global step), written atomically with a checksum. transformers' `_save_checkpoint` writes, in this order: the model
@@ -15,13 +16,83 @@ import json
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .buffer import SCHEMA_VERSION, BufferStateError
+from ..buffers.experience import ExperienceBuffer
+from ..buffers.hard import SCHEMA_VERSION, BufferStateError, HardQuestionBuffer
+from ..buffers.states import RetrospectiveBuffer
 
 STATE_FILE_NAME = "zppo_buffer_state.json"
 TRAINER_STATE_NAME = "trainer_state.json"  # transformers' name, written after everything else of a checkpoint
+
+
+@dataclass
+class RunState:
+    """Everything a run learns across rounds, identical on every process: the hard-question buffer and the rows of
+    its questions, ExGRPO's experience buffer and delayed-start latch, Retrospective Replay's states and the rows of
+    their questions, and the round counter (it seeds every random choice)."""
+
+    buffer: HardQuestionBuffer
+    experience: ExperienceBuffer
+    states: RetrospectiveBuffer
+    rows: dict = field(default_factory=dict)  # question id -> dataset row, for exactly the buffered questions
+    state_rows: dict = field(default_factory=dict)  # the same for the questions with a stored state
+    round: int = 0
+    experience_on: bool = False
+
+    @classmethod
+    def new(cls, args, num_generations: int) -> RunState:
+        """An empty state sized by the config."""
+        return cls(
+            HardQuestionBuffer(capacity=args.replay_capacity, hard_threshold=args.hard_threshold),
+            ExperienceBuffer(capacity=args.experience_capacity),
+            RetrospectiveBuffer(args.retrospective_capacity, args.hard_threshold, num_generations),
+        )
+
+    def to_dict(self, global_step: int, include_rows: bool = True) -> dict:
+        """What a checkpoint saves. `include_rows=False` leaves every dataset row out (what a Hub push uploads, see
+        `ZPPOConfig.push_dataset_rows`): ids and statistics only; a resume from it finds the rows again in the
+        training set by question id (`missing_rows`, `fill_rows`)."""
+        state = {"buffer": self.buffer.state_dict(), "rows": [[pid, row] for pid, row in self.rows.items()],
+                 "round": self.round, "global_step": global_step, "experience": self.experience.state_dict(),
+                 "experience_on": self.experience_on, "retrospective": self.states.state_dict(),
+                 "retrospective_rows": [[pid, row] for pid, row in self.state_rows.items()]}  # fmt: skip
+        if not include_rows:
+            state["rows"], state["retrospective_rows"] = [], []
+            state["experience"]["entries"] = [
+                [pid, k, n, None, t] for pid, k, n, _, t in state["experience"]["entries"]
+            ]
+        return state
+
+    @classmethod
+    def from_dict(cls, payload: dict, args, num_generations: int) -> RunState:
+        """The state a checkpoint saved (`read_checkpoint_state`), each buffer validated against this run's config;
+        raises `BufferStateError` naming the field. Rows left out are found with `missing_rows` / `fill_rows`."""
+        state = cls.new(args, num_generations)
+        state.buffer.load_state_dict(payload.get("buffer", {}))
+        if "experience" in payload:  # absent in states written before ExGRPO was added: an empty buffer
+            state.experience.load_state_dict(payload["experience"])
+        if "retrospective" in payload:  # absent in states written before Retrospective Replay was added
+            state.states.load_state_dict(payload["retrospective"])
+        state.rows = {pid: row for pid, row in payload.get("rows", [])}
+        state.state_rows = {pid: row for pid, row in payload.get("retrospective_rows", [])}
+        state.round, state.experience_on = payload["round"], bool(payload.get("experience_on", False))
+        return state
+
+    def missing_rows(self) -> set:
+        """Ids of held questions whose dataset row the state lacks (saved without rows)."""
+        missing = {pid for pid in self.buffer.ids() if pid not in self.rows} | set(self.experience.missing_rows())
+        return missing | {pid for pid in self.states.ids() if pid not in self.state_rows}
+
+    def fill_rows(self, found: dict) -> None:
+        """Give held questions without a row theirs, from `found` (question id -> dataset row)."""
+        self.rows.update({pid: found[pid] for pid in self.buffer.ids() if pid not in self.rows and pid in found})
+        self.experience.fill_rows(found)
+        self.state_rows.update(
+            {pid: found[pid] for pid in self.states.ids() if pid not in self.state_rows and pid in found}
+        )
 
 
 def _checksum(payload: dict) -> str:

@@ -1,12 +1,13 @@
-"""ZPPOTrainer's micro-batches and loss: TRL's micro-batches regrouped so hint rows do not pad plain rows, plain and
-hint rows of a mixed micro-batch run as two trimmed forwards, and ExGRPO's replayed rows given the shaped surrogate.
-Wraps `GRPOTrainer._prepare_inputs`, `compute_loss` and `_get_per_token_logps_and_entropies` (pinned by
-tests/test_trainer.py)."""
+"""The micro-batch and loss seam TRL forces: TRL's micro-batches regrouped so hint rows do not pad plain rows, plain
+and hint rows of a mixed micro-batch run as two trimmed forwards, and ExGRPO's replayed rows given the shaped
+surrogate. Wraps `GRPOTrainer._prepare_inputs`, `compute_loss` and `_get_per_token_logps_and_entropies` (their
+signatures are pinned by tests/test_trainer.py); TRL offers no other way to see a micro-batch's rows in the loss."""
 
 from __future__ import annotations
 
 import torch
 
+from ..methods.exgrpo import EXPERIENCE_FLAG, EXPERIENCE_LOGPS, shaped_surrogate
 from .batching import (
     HINT_FLAG,
     PER_MICRO_BATCH_LOSSES,
@@ -14,16 +15,20 @@ from .batching import (
     drop_zero_variance_rows,
     regroup_micro_batches,
 )
-from .experience import shaped_surrogate
-from .experience_replay import EXPERIENCE_FLAG, EXPERIENCE_LOGPS
 
 # keyword arguments of GRPOTrainer._get_per_token_logps_and_entropies that carry per-row image inputs
 _MULTIMODAL_FORWARD_KWARGS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
                               "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")  # fmt: skip
 
 
-class MicroBatchesMixin:
-    """Micro-batch and loss methods of `ZPPOTrainer`; placed last before `GRPOTrainer`, so their `super()` is TRL's."""
+class LossSeamMixin:
+    """Micro-batch and loss methods of `ZPPOTrainer`; the one class between it and `GRPOTrainer`, so their `super()`
+    is TRL's. The three attributes below carry one micro-batch's row flags from `compute_loss` to the forward TRL's
+    loss calls without them; they hold a value only during that call."""
+
+    _micro_batch_hint_flags: torch.Tensor | None = None  # which rows are hint rows (the split forward)
+    _micro_batch_experience: tuple | None = None  # ExGRPO: (replayed-row flags, their stored log-probs)
+    _micro_batch_weights: torch.Tensor | None = None  # ExGRPO: importance weights seen (sum, count, max)
 
     def _prepare_inputs(self, generation_batch):
         # a new round is recognised by TRL replacing its buffered micro-batches, not by re-deriving TRL's condition

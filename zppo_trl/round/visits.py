@@ -1,8 +1,6 @@
-"""Which hard questions of a round get hint prompts, and of which kind (paper Alg. 1 steps 2-4).
-
-Pure functions over the round's plain visits, identical on every process. The prompt text itself (BCQ, NCQ) is built
-in `prompts.py`; the teacher's solutions come from `teachers.py`.
-"""
+"""A round's plain visits: one `HardVisit` per plain group (its correct and scored rollouts, its wrong completions),
+the hardest ones ranked (paper Alg. 1 steps 2-4), copies of a question merged, and the rule that keeps a round's
+extra groups legal for TRL's shapes. Pure functions, identical on every process."""
 
 from __future__ import annotations
 
@@ -12,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .prompts import completion_text
+from ..prompts import completion_text
 
 
 @dataclass
