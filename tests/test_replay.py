@@ -3,7 +3,8 @@
 import pytest
 
 from zppo_trl.buffers.replay import group_unit, ratio_count, replay_count, sample_replay
-from zppo_trl.round.visits import HardVisit, fit_to_unit, plan_hints, rank_hard
+from zppo_trl.methods.zppo import plan_hints
+from zppo_trl.round.visits import HardVisit, fit_to_unit, rank_hard
 
 
 @pytest.mark.parametrize(

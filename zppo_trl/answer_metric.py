@@ -57,9 +57,11 @@ def scored_by_metric(reward_func: Callable) -> Callable:
         from .prompts import completion_text
 
         result = _shared_metric().compute(
-            predictions=[completion_text(c) for c in completions], references=[str(a) for a in answer],
-            extract_answer=extract_answer, return_scores=True,
-        )  # fmt: skip
+            predictions=[completion_text(c) for c in completions],
+            references=[str(a) for a in answer],
+            extract_answer=extract_answer,
+            return_scores=True,
+        )
         return result["scores"]
 
     through_metric.__name__ = reward_func.__name__

@@ -46,10 +46,16 @@ class BufferReportCallback(TrainerCallback):
 
         args = trainer.args
         result = plain_accuracy(
-            trainer.model, trainer.processing_class, self.held_out, num_samples=self.held_out_samples,
-            max_new_tokens=args.max_completion_length, instruction=args.answer_format_instruction,
-            sampler=training_sampler(args), reward=trainer.correctness_reward, seed=args.seed,
-        )  # fmt: skip
+            trainer.model,
+            trainer.processing_class,
+            self.held_out,
+            num_samples=self.held_out_samples,
+            max_new_tokens=args.max_completion_length,
+            instruction=args.answer_format_instruction,
+            sampler=training_sampler(args),
+            reward=trainer.correctness_reward,
+            seed=args.seed,
+        )
         self.held_out_accuracy[when] = result
         if trainer.is_world_process_zero():
             print(f"[zppo] held-out plain accuracy {when} training: {_held_out_line(result, self.held_out)}")
@@ -108,8 +114,10 @@ def summary_lines(trainer, report: BufferReportCallback | None) -> list[str]:
         lines.append("[zppo] plain reward per step: " + ", ".join(f"{s}: {r:.2f}" for s, r in rewards))
     lines.append("[zppo] ---- buffer life ----")
     replayed = f"replayed {report.totals['replayed']}, " if report is not None else ""
-    lines.append(f"[zppo] admitted {buf.total_admitted}, {replayed}graduated {buf.total_graduated}, evicted "
-                 f"{buf.total_evicted}, still in buffer {len(buf)}")  # fmt: skip
+    lines.append(
+        f"[zppo] admitted {buf.total_admitted}, {replayed}graduated {buf.total_graduated}, evicted "
+        f"{buf.total_evicted}, still in buffer {len(buf)}"
+    )
     if report is not None:
         lines.append(f"[zppo] hint prompts: {report.totals['bcq']} BCQ, {report.totals['ncq']} NCQ")
     for k, admitted, graduated, rate in buf.by_entry_bin():
@@ -119,13 +127,16 @@ def summary_lines(trainer, report: BufferReportCallback | None) -> list[str]:
         lines += _question_life_lines(buf, report, G)
         before, after = report.held_out_accuracy.get("before"), report.held_out_accuracy.get("after")
         if before and after:
-            lines.append(f"[zppo] held-out plain accuracy before -> after: {_held_out_line(before, report.held_out)}"
-                         f" -> {_held_out_line(after, report.held_out)}")  # fmt: skip
+            lines.append(
+                f"[zppo] held-out plain accuracy before -> after: {_held_out_line(before, report.held_out)}"
+                f" -> {_held_out_line(after, report.held_out)}"
+            )
         for hint in report.examples.values():
             prompt = hint["prompt"]
             text = prompt if isinstance(prompt, str) else "\n".join(f"[{m['role']}] {m['content']}" for m in prompt)
-            lines.append(f"[zppo] one {hint['kind'].upper()} prompt as the student saw it (question "
-                         f"{hint['prompt_id']}):")  # fmt: skip
+            lines.append(
+                f"[zppo] one {hint['kind'].upper()} prompt as the student saw it (question {hint['prompt_id']}):"
+            )
             lines.append(text)
     return lines
 
@@ -135,15 +146,20 @@ def _hint_accuracy_lines(history: list[dict], report: BufferReportCallback) -> l
     the same questions had in the same rounds."""
     lines = []
     for kind in ("bcq", "ncq"):
-        weighted = [(h[f"zppo/{kind}_accuracy"], h[f"zppo/{kind}_prompts"]) for h in history
-                    if _number(h.get(f"zppo/{kind}_accuracy"))]  # fmt: skip
+        weighted = [
+            (h[f"zppo/{kind}_accuracy"], h[f"zppo/{kind}_prompts"])
+            for h in history
+            if _number(h.get(f"zppo/{kind}_accuracy"))
+        ]
         prompts = sum(n for _, n in weighted)
         plain = report.hinted_plain_accuracy[kind]
         if prompts and plain:
             accuracy = sum(a * n for a, n in weighted) / prompts
             plain_accuracy = sum(plain) / len(plain)
-            lines.append(f"[zppo] {kind.upper()} rollouts {accuracy:.0%} correct; the same questions' plain "
-                         f"rollouts in the same rounds {plain_accuracy:.0%} ({len(plain)} prompts)")  # fmt: skip
+            lines.append(
+                f"[zppo] {kind.upper()} rollouts {accuracy:.0%} correct; the same questions' plain "
+                f"rollouts in the same rounds {plain_accuracy:.0%} ({len(plain)} prompts)"
+            )
     return lines
 
 
@@ -168,15 +184,19 @@ def _question_life_lines(buf, report: BufferReportCallback, G: int) -> list[str]
 
     if buf.graduations:
         life = next((g for g in buf.graduations if g.prompt_id in report.hints), buf.graduations[0])
-        return [f"[zppo] one question's life: {life.prompt_id} admitted at step {steps.get(life.admitted_round, '?')} "
-                f"with {life.entry_bin}/{G} correct, {replayed(life.prompt_id)}, {hinted(life.prompt_id)}, graduated "
-                f"at step {steps.get(life.graduated_round, '?')} with {life.correct}/{life.scored}"]  # fmt: skip
+        return [
+            f"[zppo] one question's life: {life.prompt_id} admitted at step {steps.get(life.admitted_round, '?')} "
+            f"with {life.entry_bin}/{G} correct, {replayed(life.prompt_id)}, {hinted(life.prompt_id)}, graduated "
+            f"at step {steps.get(life.graduated_round, '?')} with {life.correct}/{life.scored}"
+        ]
     if len(buf):
         pid = max(buf.ids(), key=lambda p: len(report.hints.get(p, [])))
         entry = buf.entry(pid)
-        return [f"[zppo] no graduation; one question's life: {pid} admitted at step "
-                f"{steps.get(entry.admitted_round, '?')} with {entry.entry_bin}/{G} correct, {replayed(pid)}, "
-                f"{hinted(pid)}, latest plain accuracy {entry.accuracy:.0%}"]  # fmt: skip
+        return [
+            f"[zppo] no graduation; one question's life: {pid} admitted at step "
+            f"{steps.get(entry.admitted_round, '?')} with {entry.entry_bin}/{G} correct, {replayed(pid)}, "
+            f"{hinted(pid)}, latest plain accuracy {entry.accuracy:.0%}"
+        ]
     return []
 
 

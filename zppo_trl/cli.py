@@ -62,11 +62,33 @@ RESUME_NEWEST = ("true", "last")  # --resume_from_checkpoint values meaning the 
 # TRL's reward functions callable by name (the factories, `get_*`, need arguments and are left out)
 TRL_REWARDS = ("accuracy_reward", "reasoning_accuracy_reward", "think_format_reward")
 # TrainingArguments/GRPOConfig options `--help` shows; `--help-all` shows all of them
-COMMON_TRAINING_FLAGS = ("output_dir", "max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size",
-                         "gradient_accumulation_steps", "steps_per_generation", "num_generations",
-                         "max_completion_length", "temperature", "loss_type", "beta", "bf16", "fp16", "use_cpu",
-                         "activation_checkpointing", "use_vllm", "logging_steps", "save_strategy", "save_steps",
-                         "report_to", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "seed")  # fmt: skip
+COMMON_TRAINING_FLAGS = (
+    "output_dir",
+    "max_steps",
+    "num_train_epochs",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "steps_per_generation",
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "loss_type",
+    "beta",
+    "bf16",
+    "fp16",
+    "use_cpu",
+    "activation_checkpointing",
+    "use_vllm",
+    "logging_steps",
+    "save_strategy",
+    "save_steps",
+    "report_to",
+    "resume_from_checkpoint",
+    "push_to_hub",
+    "hub_model_id",
+    "seed",
+)
 
 
 def registered_rewards() -> dict:
@@ -100,10 +122,12 @@ class ZPPOScriptArguments(ScriptArguments):
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["boxed_accuracy_reward"],
-        metadata={"help": "Reward functions: names in zppo_trl.rewards (e.g. boxed_accuracy_reward, "
-                  "final_answer_reward), TRL's accuracy_reward, reasoning_accuracy_reward, think_format_reward, or "
-                  "dotted import paths (my_lib.my_reward; imported from the working directory too)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Reward functions: names in zppo_trl.rewards (e.g. boxed_accuracy_reward, "
+            "final_answer_reward), TRL's accuracy_reward, reasoning_accuracy_reward, think_format_reward, or "
+            "dotted import paths (my_lib.my_reward; imported from the working directory too)."
+        },
+    )
     data_files: list[str] | None = field(
         default=None,
         metadata={"help": "Local data files, as SPLIT=PATH (train=a.jsonl test=b.jsonl) or PATH (the train split)."},
@@ -113,9 +137,11 @@ class ZPPOScriptArguments(ScriptArguments):
     )
     answer_column: str | None = field(
         default=None,
-        metadata={"help": "Column holding the gold answer: plain, GSM8K '#### 42' or \\boxed{} (detected: answer, "
-                  "final_answer, ground_truth, target)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Column holding the gold answer: plain, GSM8K '#### 42' or \\boxed{} (detected: answer, "
+            "final_answer, ground_truth, target)."
+        },
+    )
     solution_column: str | None = field(
         default=None,
         metadata={
@@ -135,9 +161,11 @@ class ZPPOScriptArguments(ScriptArguments):
     )
     adapter_path: str | None = field(
         default=None,
-        metadata={"help": "eval: a LoRA adapter folder to apply on top of --model_name_or_path (an adapter folder "
-                  "given as --model_name_or_path is detected by itself)."},
-    )  # fmt: skip
+        metadata={
+            "help": "eval: a LoRA adapter folder to apply on top of --model_name_or_path (an adapter folder "
+            "given as --model_name_or_path is detected by itself)."
+        },
+    )
     num_samples: int = field(default=4, metadata={"help": "eval: completions sampled per question."})
     max_eval_prompts: int = field(
         default=16, metadata={"help": "eval: use only the first N prompts, 0 for all (short by default)."}
@@ -155,8 +183,11 @@ def builtin_config_path() -> str:
 def shipped_configs() -> dict[str, str]:
     """The example configs shipped in the package (`zppo_trl/configs/`, copies of `examples/configs/`), by name."""
     folder = resources.files("zppo_trl").joinpath("configs")
-    return {f.name.removesuffix(".yaml"): str(f) for f in sorted(folder.iterdir(), key=lambda f: f.name)
-            if f.name.endswith(".yaml")}  # fmt: skip
+    return {
+        f.name.removesuffix(".yaml"): str(f)
+        for f in sorted(folder.iterdir(), key=lambda f: f.name)
+        if f.name.endswith(".yaml")
+    }
 
 
 def resolve_config_name(args: list[str]) -> list[str]:
@@ -284,15 +315,21 @@ def print_help(command: str, rest: list[str], show_all: bool) -> None:
         groups[key]._group_actions.append(action)
     order = {name: i for i, name in enumerate(zppo_fields())}  # ZPPO's new fields first, then the defaults it changes
     groups["zppo"]._group_actions.sort(key=lambda action: order[action.dest])
-    parser.add_argument("--config", metavar="YAML|NAME", help="A YAML file of these options, or a shipped config's "
-                        "name (zppo-trl --help lists them); flags win over it.")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        metavar="YAML|NAME",
+        help="A YAML file of these options, or a shipped config's "
+        "name (zppo-trl --help lists them); flags win over it.",
+    )
     parser.add_argument("--help-all", action="store_true", help="Show every option, TRL's and transformers' too.")
     # argparse prints groups in the order they are held: ZPPO's first, the general options (-h, --config) last
     parser._action_groups = [*groups.values(), parser._optionals]
     parser.usage = f"zppo-trl {command} [--config YAML|NAME] [--FIELD VALUE ...] [--debug] [--help | --help-all]"
     if hidden:
-        parser.epilog = (f"{hidden} more TRL/transformers training options are not shown: zppo-trl {command} "
-                         "--help-all lists every one.")  # fmt: skip
+        parser.epilog = (
+            f"{hidden} more TRL/transformers training options are not shown: zppo-trl {command} "
+            "--help-all lists every one."
+        )
     parser.epilog = (parser.epilog or "") + (
         f" A bare --debug (or {DEBUG_ENV}=1) shows the traceback of a configuration error; --debug VALUE is "
         "transformers' option. With no --model_name_or_path, --dataset_name, --data_files or --config, "
@@ -446,9 +483,11 @@ def prepare_training(script_args: ZPPOScriptArguments, training_args: ZPPOConfig
         training_args.teacher_column = "solution"
         print("[zppo] teacher: the dataset's `solution` column (pass --teacher_column to choose another)")
     elif no_teacher and "solution" in dataset.column_names:
-        print("[zppo] teacher: none. The `solution` column holds the gold answers (TRL's shape), not worked "
-              "solutions, so BCQ is off and only NCQ hint prompts are built (--teacher_model or --teacher_column to "
-              "add one)")  # fmt: skip
+        print(
+            "[zppo] teacher: none. The `solution` column holds the gold answers (TRL's shape), not worked "
+            "solutions, so BCQ is off and only NCQ hint prompts are built (--teacher_model or --teacher_column to "
+            "add one)"
+        )
     model_path = resolve_model_path(model_args)
     training_args.model_init_kwargs = {
         "revision": model_args.model_revision,
@@ -638,19 +677,30 @@ def prepare_evaluation(script_args, training_args: ZPPOConfig, model_args: Model
     device = "cpu" if training_args.use_cpu or not has_accelerator() else training_args.device
     model.to(device)
     print(f"[zppo] eval: {description}")
-    print(f"[zppo] eval: {len(dataset)} questions x {script_args.num_samples} samples, at most "
-          f"{training_args.max_completion_length} new tokens, reward {spec}, on {device} ({model_args.dtype})"
-          + ("; --max_eval_prompts 0 for all" if len(dataset) == script_args.max_eval_prompts else ""))  # fmt: skip
+    print(
+        f"[zppo] eval: {len(dataset)} questions x {script_args.num_samples} samples, at most "
+        f"{training_args.max_completion_length} new tokens, reward {spec}, on {device} ({model_args.dtype})"
+        + ("; --max_eval_prompts 0 for all" if len(dataset) == script_args.max_eval_prompts else "")
+    )
 
     def run() -> int:
         start = time.perf_counter()
         result = plain_accuracy(
-            model, tokenizer, dataset, num_samples=script_args.num_samples,
-            max_new_tokens=training_args.max_completion_length, instruction=training_args.answer_format_instruction,
-            sampler=training_sampler(training_args), seed=training_args.seed, reward=reward, progress=True,
-        )  # fmt: skip
-        print(f"[zppo] plain accuracy: {result['accuracy']:.3f} over {result['num_questions']} questions "
-              f"x {script_args.num_samples} samples in {time.perf_counter() - start:.1f} s")  # fmt: skip
+            model,
+            tokenizer,
+            dataset,
+            num_samples=script_args.num_samples,
+            max_new_tokens=training_args.max_completion_length,
+            instruction=training_args.answer_format_instruction,
+            sampler=training_sampler(training_args),
+            seed=training_args.seed,
+            reward=reward,
+            progress=True,
+        )
+        print(
+            f"[zppo] plain accuracy: {result['accuracy']:.3f} over {result['num_questions']} questions "
+            f"x {script_args.num_samples} samples in {time.perf_counter() - start:.1f} s"
+        )
         return 0
 
     return run

@@ -373,8 +373,9 @@ class ZPPOConfig(GRPOConfig):
             _check_range(name, getattr(self, name), 0.0, None, fix="Use 0 (off) or e.g. 0.5 (ExGRPO's paper).")
         _check_range("experience_start_accuracy", self.experience_start_accuracy, 0.0, 1.0, fix="Use 0.35 (ExGRPO's).")
         _check_range("experience_beta", self.experience_beta, 0.0, None, low_open=True, fix="Use 0.1 (ExGRPO's).")
-        _check_range("retrospective_state_fraction", self.retrospective_state_fraction, 0.0, 1.0, low_open=True,
-                     fix="Use 0.5.")  # fmt: skip
+        _check_range(
+            "retrospective_state_fraction", self.retrospective_state_fraction, 0.0, 1.0, low_open=True, fix="Use 0.5."
+        )
         for name in ("experience_capacity", "retrospective_capacity"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -212,8 +212,11 @@ def to_zppo_format(
             raise _column_error(columns, f"Every row has an empty question or answer (e.g. rows {ids}).")
         logger.warning(
             "skipped %d of %d rows with an empty question or answer, not trained or evaluated on (first %s: %s)",
-            len(empty), len(converted), f"`{cols.id}` values" if cols.id else "row indices", ids,
-        )  # fmt: skip
+            len(empty),
+            len(converted),
+            f"`{cols.id}` values" if cols.id else "row indices",
+            ids,
+        )
         skipped = set(empty)
         converted = converted.select([i for i in range(len(converted)) if i not in skipped])
     converted = converted.remove_columns("_empty")

@@ -61,9 +61,14 @@ def sample_completions(model, tokenizer, texts: list[str], num_samples: int, **g
     for row, ids in enumerate(encoded):  # left padding: each text ends where generation starts
         input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, width - len(ids) :] = 1
-    out = model.generate(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
-                         do_sample=True, num_return_sequences=num_samples, pad_token_id=pad_id,
-                         **generate_kwargs)  # fmt: skip
+    out = model.generate(
+        input_ids=input_ids.to(model.device),
+        attention_mask=attention_mask.to(model.device),
+        do_sample=True,
+        num_return_sequences=num_samples,
+        pad_token_id=pad_id,
+        **generate_kwargs,
+    )
     return out[:, width:]
 
 
@@ -105,17 +110,25 @@ def plain_accuracy(
                 texts = prompts
             else:
                 texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-            completion_ids = sample_completions(model, tokenizer, texts, num_samples, max_new_tokens=max_new_tokens,
-                                                **{**DEFAULT_SAMPLER, **(sampler or {})})  # fmt: skip
+            completion_ids = sample_completions(
+                model,
+                tokenizer,
+                texts,
+                num_samples,
+                max_new_tokens=max_new_tokens,
+                **{**DEFAULT_SAMPLER, **(sampler or {})},
+            )
             decoded = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
             chat = not isinstance(prompts[0], str)  # TRL hands chat prompts' completions over as messages
             completions = [[{"role": "assistant", "content": t}] for t in decoded] if chat else decoded
             columns = {k: [r[k] for r in rows for _ in range(num_samples)] for k in rows[0] if k != "prompt"}
             scores = reward(
-                prompts=[p for p in prompts for _ in range(num_samples)], completions=completions,
+                prompts=[p for p in prompts for _ in range(num_samples)],
+                completions=completions,
                 completion_ids=[ids[ids != tokenizer.pad_token_id].tolist() for ids in completion_ids],
-                zppo_kind=["plain"] * len(decoded), **columns,
-            )  # fmt: skip
+                zppo_kind=["plain"] * len(decoded),
+                **columns,
+            )
             for i, row in enumerate(rows):
                 mine = [s for s in scores[i * num_samples : (i + 1) * num_samples] if s is not None]
                 if mine:

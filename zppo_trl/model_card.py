@@ -24,11 +24,37 @@ from .prompts import append_to_prompt
 
 PAPER_URL = "https://arxiv.org/abs/2606.18216"
 # run-specific or machine-specific fields that say nothing about the recipe
-_SKIP = {"output_dir", "run_name", "hub_model_id", "hub_token", "base_model_id", "push_to_hub", "local_rank",
-         "use_cpu", "report_to", "disable_tqdm", "model_init_kwargs", "generation_batch_size", "steps_per_generation",
-         "resume_from_checkpoint", "bf16", "fp16", "dataloader_num_workers", "logging_steps", "save_steps",
-         "save_strategy", "eval_strategy", "eval_steps", "seed", "data_seed", "ddp_backend", "logging_strategy",
-         "activation_checkpointing", "dataloader_pin_memory", "pad_to_multiple_of"}  # set by __post_init__  # fmt: skip
+_SKIP = {
+    "output_dir",
+    "run_name",
+    "hub_model_id",
+    "hub_token",
+    "base_model_id",
+    "push_to_hub",
+    "local_rank",
+    "use_cpu",
+    "report_to",
+    "disable_tqdm",
+    "model_init_kwargs",
+    "generation_batch_size",
+    "steps_per_generation",
+    "resume_from_checkpoint",
+    "bf16",
+    "fp16",
+    "dataloader_num_workers",
+    "logging_steps",
+    "save_steps",
+    "save_strategy",
+    "eval_strategy",
+    "eval_steps",
+    "seed",
+    "data_seed",
+    "ddp_backend",
+    "logging_strategy",
+    "activation_checkpointing",
+    "dataloader_pin_memory",
+    "pad_to_multiple_of",
+}  # set by __post_init__
 
 
 # the card's quick-start question unless the user names one (`create_model_card(example_prompt=...)`): a training
@@ -123,7 +149,7 @@ _TRL_CITATION = """@software{vonwerra2020trl,
   license = {Apache-2.0},
   url     = {https://github.com/huggingface/trl},
   year    = {2020}
-}"""  # TRL's own citation, as its card template has it  # fmt: skip
+}"""  # TRL's own citation, as its card template has it
 
 
 def is_hub_dataset_id(name: str | None) -> bool:
@@ -237,9 +263,14 @@ def build_model_card(
     introduced = ""
     if paper.get("id"):
         introduced = f", a method introduced in [{paper['title']}](https://huggingface.co/papers/{paper['id']})"
-    versions = {"zppo-trl": __version__, "TRL": trl.__version__, "Transformers": transformers.__version__,
-                "PEFT": peft.__version__, "PyTorch": torch.__version__,
-                "Hugging Face Hub": huggingface_hub.__version__}  # fmt: skip
+    versions = {
+        "zppo-trl": __version__,
+        "TRL": trl.__version__,
+        "Transformers": transformers.__version__,
+        "PEFT": peft.__version__,
+        "PyTorch": torch.__version__,
+        "Hugging Face Hub": huggingface_hub.__version__,
+    }
     try:
         import datasets
 

@@ -19,8 +19,12 @@ _BIN_KEY = re.compile(r"^zppo/total_(admitted|graduated)_bin_(\d+)$")
 def buffer_series(log_history: list[dict]) -> dict:
     """`{"steps": [...], "buffer_size": [...], "admitted": {k: [...]}, "graduated": {k: [...]}}` from TRL logs."""
     rows = [h for h in log_history if "zppo/buffer_size" in h]
-    series = {"steps": [h.get("step", i + 1) for i, h in enumerate(rows)],
-              "buffer_size": [h["zppo/buffer_size"] for h in rows], "admitted": {}, "graduated": {}}  # fmt: skip
+    series = {
+        "steps": [h.get("step", i + 1) for i, h in enumerate(rows)],
+        "buffer_size": [h["zppo/buffer_size"] for h in rows],
+        "admitted": {},
+        "graduated": {},
+    }
     for i, h in enumerate(rows):
         for key, value in h.items():
             match = _BIN_KEY.match(key)
@@ -51,17 +55,30 @@ def plot_graduation(run_dir: str, out_path: str | None = None) -> str:
     bins = sorted(series["admitted"])
     for j, k in enumerate(bins):
         color = colors(j / max(1, len(bins) - 1) * 0.85)
-        left.plot(series["steps"], series["graduated"].get(k, [0] * len(series["steps"])), color=color,
-                  label=f"graduated, entry bin {k}")  # fmt: skip
-        left.plot(series["steps"], series["admitted"][k], color=color, linestyle="--", alpha=0.6,
-                  label=f"admitted, entry bin {k}")  # fmt: skip
+        left.plot(
+            series["steps"],
+            series["graduated"].get(k, [0] * len(series["steps"])),
+            color=color,
+            label=f"graduated, entry bin {k}",
+        )
+        left.plot(
+            series["steps"],
+            series["admitted"][k],
+            color=color,
+            linestyle="--",
+            alpha=0.6,
+            label=f"admitted, entry bin {k}",
+        )
     left.set(title="Cumulative admissions and graduations", xlabel="step", ylabel="questions")
     left.legend(fontsize=7)
     right.plot(series["steps"], series["buffer_size"], color="black")
     exit_rates = [h["zppo/exit_rate"] for h in rows if "zppo/exit_rate" in h]
     exit_text = f", exit rate {exit_rates[-1]:.0%}" if exit_rates else ""  # graduated / (graduated + evicted)
-    right.set(title=f"Buffer size (still in buffer {series['buffer_size'][-1]:.0f}{exit_text})", xlabel="step",
-              ylabel="questions")  # fmt: skip
+    right.set(
+        title=f"Buffer size (still in buffer {series['buffer_size'][-1]:.0f}{exit_text})",
+        xlabel="step",
+        ylabel="questions",
+    )
     fig.tight_layout()
     out_path = out_path or os.path.join(run_dir, FIGURE_NAME)
     fig.savefig(out_path)

@@ -278,7 +278,8 @@ def truncate_keep_answer(
     Ours (the paper compresses with the teacher model instead): the final answer (`final_answer_span`: the last
     `\\boxed{}`, else the last number) and what follows it are kept whole when they fit in `answer_share` of the
     budget (half by default); when what follows is too long, the answer and as much of what follows as fits (the
-    answer itself whenever it fits the budget at all); the rest of the budget goes to the head. The middle is replaced by `mark` (`TRUNCATION_MARK` by default). Token counts are
+    answer itself whenever it fits the budget at all); the rest of the budget goes to the head. The middle is
+    replaced by `mark` (`TRUNCATION_MARK` by default). Token counts are
     measured with `count_tokens`, so the result fits the real tokenizer.
     """
     if count_tokens(text) <= max_tokens:
@@ -559,8 +560,15 @@ def build_hint_prompt(
 
         def build(scale):  # the hint, and the smallest budget of a candidate that is cut (only those can fail)
             scaled = tuple(max(1, int(b * scale)) for b in budgets)
-            hint = build_bcq_hint(correct, wrong, random.Random(order_seed), scaled, count_tokens,
-                                  match_lengths=match_lengths, special_tokens=special_tokens)  # fmt: skip
+            hint = build_bcq_hint(
+                correct,
+                wrong,
+                random.Random(order_seed),
+                scaled,
+                count_tokens,
+                match_lengths=match_lengths,
+                special_tokens=special_tokens,
+            )
             return hint, min([b for b, size in zip(scaled, sizes) if b < size], default=room)
 
     elif kind == "ncq":
@@ -568,9 +576,13 @@ def build_hint_prompt(
         def build(scale):
             budget = int((room - 4) * scale)
             return build_ncq_hint(
-                usable, max_candidate_tokens, budget, count_tokens, extract_answer=extract_answer,
+                usable,
+                max_candidate_tokens,
+                budget,
+                count_tokens,
+                extract_answer=extract_answer,
                 special_tokens=special_tokens,
-            ), budget  # fmt: skip
+            ), budget
 
     else:
         raise ValueError(f"hint kind must be 'bcq' or 'ncq', got {kind!r}")

@@ -149,8 +149,11 @@ def upcast_quantized_adapters(model, args) -> int:
                 cast += 1
     bnb_modules = sys.modules.get("bitsandbytes.nn.modules")
     if args.fp16 and bnb_modules is not None:
-        bf16_compute = [m for m in model.modules() if isinstance(m, bnb_modules.Linear4bit)
-                        and getattr(m, "compute_dtype", None) == torch.bfloat16]  # fmt: skip
+        bf16_compute = [
+            m
+            for m in model.modules()
+            if isinstance(m, bnb_modules.Linear4bit) and getattr(m, "compute_dtype", None) == torch.bfloat16
+        ]
         if bf16_compute:
             logger.warning(
                 "fp16=True, but %d 4-bit layers compute in bfloat16 (bnb_4bit_compute_dtype=torch.bfloat16), which a "

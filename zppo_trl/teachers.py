@@ -98,9 +98,14 @@ def resolve_teacher(teacher: Teacher | None, args=None) -> Teacher | None:
         time_budget=TEACHER_TIME_SHARE * args.ddp_timeout,
     )
     if args.teacher_base_url is not None:
-        return OpenAITeacher(args.teacher_base_url, args.teacher_model, max_tokens=args.teacher_max_new_tokens,
-                             timeout=args.teacher_timeout, max_concurrency=args.teacher_max_concurrency,
-                             **sampling)  # fmt: skip
+        return OpenAITeacher(
+            args.teacher_base_url,
+            args.teacher_model,
+            max_tokens=args.teacher_max_new_tokens,
+            timeout=args.teacher_timeout,
+            max_concurrency=args.teacher_max_concurrency,
+            **sampling,
+        )
     if args.teacher_model is not None:
         return ModelTeacher(args.teacher_model, max_new_tokens=args.teacher_max_new_tokens, **sampling)
     return None
@@ -279,10 +284,20 @@ class ModelTeacher(SamplingTeacher):
     (`evaluation.sample_completions`); one with neither is refused here (or, loaded from an id, on the first call).
     """
 
-    def __init__(self, model, tokenizer=None, num_samples: int = 4, max_new_tokens: int = 512,
-                 temperature: float = 1.0, verify=gold_answer_verifier, compress: bool = False, batch_size: int = 8,
-                 instruction: str | None = None, device: str | None = None,
-                 time_budget: float | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        num_samples: int = 4,
+        max_new_tokens: int = 512,
+        temperature: float = 1.0,
+        verify=gold_answer_verifier,
+        compress: bool = False,
+        batch_size: int = 8,
+        instruction: str | None = None,
+        device: str | None = None,
+        time_budget: float | None = None,
+    ):
         super().__init__(num_samples, verify, compress, instruction, time_budget)
         if isinstance(model, str):
             from transformers import AutoConfig
@@ -319,8 +334,15 @@ class ModelTeacher(SamplingTeacher):
                 out += [[] for _ in chunk]
                 continue
             texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chunk]
-            ids = sample_completions(self.model, tok, texts, num_samples, temperature=self.temperature,
-                                     max_new_tokens=self.max_new_tokens, max_time=remaining)  # fmt: skip
+            ids = sample_completions(
+                self.model,
+                tok,
+                texts,
+                num_samples,
+                temperature=self.temperature,
+                max_new_tokens=self.max_new_tokens,
+                max_time=remaining,
+            )
             decoded = tok.batch_decode(ids, skip_special_tokens=True)
             out += [decoded[i * num_samples : (i + 1) * num_samples] for i in range(len(chunk))]
         return out
@@ -459,10 +481,22 @@ class OpenAITeacher(SamplingTeacher):
     `https://`, or an SSH tunnel to `localhost`.
     """
 
-    def __init__(self, base_url: str, model: str, num_samples: int = 4, max_tokens: int = 1024,
-                 temperature: float = 1.0, timeout: float = 60.0, max_retries: int = 2, max_concurrency: int = 8,
-                 api_key_env: str = "OPENAI_API_KEY", verify=gold_answer_verifier, compress: bool = False,
-                 instruction: str | None = None, time_budget: float | None = None):  # fmt: skip
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        num_samples: int = 4,
+        max_tokens: int = 1024,
+        temperature: float = 1.0,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        max_concurrency: int = 8,
+        api_key_env: str = "OPENAI_API_KEY",
+        verify=gold_answer_verifier,
+        compress: bool = False,
+        instruction: str | None = None,
+        time_budget: float | None = None,
+    ):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"`base_url` must start with http:// or https://, got {base_url!r}.")
         if time_budget is not None and timeout > time_budget:
@@ -473,8 +507,9 @@ class OpenAITeacher(SamplingTeacher):
                 "raise `ddp_timeout`."
             )
         super().__init__(num_samples, verify, compress, instruction, time_budget)
-        self.url = base_url.rstrip("/") + ("/chat/completions" if base_url.rstrip("/").endswith("/v1") else
-                                           "/v1/chat/completions")  # fmt: skip
+        self.url = base_url.rstrip("/") + (
+            "/chat/completions" if base_url.rstrip("/").endswith("/v1") else "/v1/chat/completions"
+        )
         self.model, self.max_tokens, self.temperature = model, max_tokens, temperature
         self.timeout, self.max_retries, self.max_concurrency = timeout, max_retries, max_concurrency
         self.api_key_env = api_key_env
@@ -500,8 +535,9 @@ class OpenAITeacher(SamplingTeacher):
         """One request within `seconds` of wall-clock time, redirects to other origins refused."""
         deadline = _Deadline(seconds)
         try:
-            opener = urllib.request.build_opener(_SameOriginRedirects(), _HTTPHandler(deadline),
-                                                 _HTTPSHandler(deadline))  # fmt: skip
+            opener = urllib.request.build_opener(
+                _SameOriginRedirects(), _HTTPHandler(deadline), _HTTPSHandler(deadline)
+            )
             request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
                 with opener.open(request, timeout=seconds) as response:
@@ -515,8 +551,15 @@ class OpenAITeacher(SamplingTeacher):
         return [c["message"]["content"] for c in payload["choices"] if isinstance(c["message"]["content"], str)]
 
     def _request(self, messages: list[dict], n: int) -> list[str]:
-        body = json.dumps({"model": self.model, "messages": messages, "n": n,
-                           "max_tokens": self.max_tokens, "temperature": self.temperature}).encode()  # fmt: skip
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": messages,
+                "n": n,
+                "max_tokens": self.max_tokens,
+                "temperature": self.temperature,
+            }
+        ).encode()
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
@@ -551,8 +594,9 @@ class OpenAITeacher(SamplingTeacher):
             try:
                 return self._request(messages, num_samples)
             except Exception as err:  # whatever one request raises fails its question only
-                self.last_errors.append(_without(str(err) if isinstance(err, RuntimeError) else
-                                                 f"{type(err).__name__}: {err}", key))  # fmt: skip
+                self.last_errors.append(
+                    _without(str(err) if isinstance(err, RuntimeError) else f"{type(err).__name__}: {err}", key)
+                )
                 return []
 
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(conversations)))) as pool:

@@ -14,8 +14,19 @@ from datasets import Dataset, IterableDataset
 from .config import ZPPOConfig
 
 # reward-function parameters TRL or ZPPO fill in; any other required parameter must be a dataset column
-TRL_REWARD_KWARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric",
-                     "environments", "kwargs", "args", "prompt_id", "zppo_kind"}  # fmt: skip
+TRL_REWARD_KWARGS = {
+    "prompts",
+    "completions",
+    "completion_ids",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+    "environments",
+    "kwargs",
+    "args",
+    "prompt_id",
+    "zppo_kind",
+}
 # dataset columns that make a batch multimodal in TRL (hint prompts are text-only)
 MULTIMODAL_COLUMNS = ("image", "images", "video", "videos", "audio")
 
@@ -229,8 +240,10 @@ def warn_if_checkpoints_split_rounds(args: ZPPOConfig) -> None:
 
 def warn_if_advantage_options_ignored(args: ZPPOConfig) -> None:
     """`advantage_estimator="zppo"` computes the paper's advantages itself: TRL's scaling options do not apply."""
-    ignored = {"scale_rewards": (args.scale_rewards, "group"),
-               "multi_objective_aggregation": (args.multi_objective_aggregation, "sum_then_normalize")}  # fmt: skip
+    ignored = {
+        "scale_rewards": (args.scale_rewards, "group"),
+        "multi_objective_aggregation": (args.multi_objective_aggregation, "sum_then_normalize"),
+    }
     changed = [f"{name}={value!r}" for name, (value, default) in ignored.items() if value != default]
     if args.advantage_estimator == "zppo" and changed:
         warnings.warn(

@@ -14,7 +14,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .fields import StateFields, id_order, is_int
 from .hard import BufferStateError
+
+FIELDS = StateFields("experience")
 
 EXPERIENCE_SCHEMA_VERSION = 1
 
@@ -292,7 +295,7 @@ class ExperienceBuffer:
                 [pid, e.correct, e.scored, e.row, [[t.completion_ids, t.logps, t.round] for t in e.trajectories]]
                 for pid, e in self._entries.items()
             ],
-            "retired": sorted(self._retired, key=_id_order),
+            "retired": sorted(self._retired, key=id_order),
             "total_stored_trajectories": self.total_stored_trajectories,
             "total_evicted": self.total_evicted,
         }
@@ -301,25 +304,22 @@ class ExperienceBuffer:
         """Restore a snapshot in place. Raises `BufferStateError` naming the field (and changes nothing) when it is
         malformed. `capacity`, `max_per_question` and `max_tokens` stay this buffer's (the run's config); a snapshot
         that does not fit them is refused."""
-        if not isinstance(state, dict):
-            raise BufferStateError(f"experience state must be a dict, got {type(state).__name__}.")
-        if state.get("schema_version") != EXPERIENCE_SCHEMA_VERSION:
-            raise BufferStateError(
-                f"experience state has `schema_version`={state.get('schema_version')!r}, this zppo_trl reads "
-                f"{EXPERIENCE_SCHEMA_VERSION}. Resume with the zppo_trl version that wrote it, or start without it."
-            )
-        totals = {key: _count(state, key) for key in ("total_stored_trajectories", "total_evicted")}
-        raw_entries = _field(state, "entries", list)
+        FIELDS.open(state, EXPERIENCE_SCHEMA_VERSION)
+        totals = {
+            key: FIELDS.count(FIELDS.field(state, key, int), key)
+            for key in ("total_stored_trajectories", "total_evicted")
+        }
+        raw_entries = FIELDS.field(state, "entries", list)
         entries: OrderedDict[int | str, ExperienceEntry] = OrderedDict()
         for i, raw in enumerate(raw_entries):
             name = f"entries[{i}]"
             if not isinstance(raw, list) or len(raw) != 5:
                 raise BufferStateError(f"experience state field `{name}` must be [id, k, K, row, trajectories].")
             pid, k, K, row, raw_trajectories = raw
-            _check_id(pid, f"{name}.id")
+            FIELDS.question_id(pid, f"{name}.id")
             if pid in entries:
                 raise BufferStateError(f"experience state field `{name}.id` repeats the id {pid!r}.")
-            if not (_is_int(k) and _is_int(K) and 0 <= k < K):
+            if not (is_int(k) and is_int(K) and 0 <= k < K):
                 raise BufferStateError(
                     f"experience state field `{name}` holds k={k!r}, K={K!r}: a buffered question needs integers "
                     "0 <= k < K (a K/K question retires)."
@@ -337,9 +337,9 @@ class ExperienceBuffer:
             entries[pid] = ExperienceEntry(
                 k, K, row, [_load_trajectory(t, f"{name}.trajectories[{j}]") for j, t in enumerate(raw_trajectories)]
             )
-        retired = _field(state, "retired", list)
+        retired = FIELDS.field(state, "retired", list)
         for i, pid in enumerate(retired):
-            _check_id(pid, f"retired[{i}]")
+            FIELDS.question_id(pid, f"retired[{i}]")
         retired_set = set(retired)
         if len(retired_set) != len(retired):
             raise BufferStateError("experience state field `retired` repeats an id.")
@@ -378,50 +378,15 @@ class ExperienceBuffer:
 # state validation helpers
 
 
-def _id_order(prompt_id) -> tuple:
-    """Sort key for mixed int/str ids: ints first, each kind in its natural order."""
-    return (isinstance(prompt_id, str), prompt_id)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _describe(value) -> str:
     return f"{len(value)} items" if isinstance(value, list) else f"a {type(value).__name__}"
-
-
-def _field(state: dict, key: str, kind: type):
-    if key not in state:
-        raise BufferStateError(f"experience state lacks the field `{key}`.")
-    value = state[key]
-    if not isinstance(value, kind):
-        raise BufferStateError(
-            f"experience state field `{key}` must be a {kind.__name__}, got {type(value).__name__}: {value!r:.80}."
-        )
-    return value
-
-
-def _count(state: dict, key: str) -> int:
-    value = _field(state, key, int)
-    if isinstance(value, bool) or value < 0:
-        raise BufferStateError(f"experience state field `{key}` must be a non-negative integer, got {value!r}.")
-    return value
-
-
-def _check_id(prompt_id, name: str) -> None:
-    if not isinstance(prompt_id, (int, str)) or isinstance(prompt_id, bool):
-        raise BufferStateError(
-            f"experience state field `{name}` holds a question id of type {type(prompt_id).__name__}: {prompt_id!r}; "
-            "ids are int or str."
-        )
 
 
 def _load_trajectory(raw, name: str) -> Trajectory:
     if not isinstance(raw, list) or len(raw) != 3:
         raise BufferStateError(f"experience state field `{name}` must be [completion_ids, logps, round].")
     ids, logps, round_index = raw
-    if not isinstance(ids, list) or not all(_is_int(t) and t >= 0 for t in ids):
+    if not isinstance(ids, list) or not all(is_int(t) and t >= 0 for t in ids):
         raise BufferStateError(f"experience state field `{name}.completion_ids` must be a list of token ids.")
     if not isinstance(logps, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in logps):
         raise BufferStateError(f"experience state field `{name}.logps` must be a list of numbers.")
@@ -429,6 +394,6 @@ def _load_trajectory(raw, name: str) -> Trajectory:
         raise BufferStateError(
             f"experience state field `{name}.logps` has {len(logps)} values for {len(ids)} completion_ids."
         )
-    if not _is_int(round_index) or round_index < 0:
+    if not is_int(round_index) or round_index < 0:
         raise BufferStateError(f"experience state field `{name}.round` must be a non-negative integer.")
     return Trajectory(ids, [float(x) for x in logps], round_index)

@@ -178,8 +178,11 @@ class HardQuestionBuffer:
     def by_entry_bin(self) -> list[tuple[int, int, int, float]]:
         """`(entry bin, admitted, graduated, graduation rate)` per entry bin that admitted a question, in bin order
         (what the end-of-run report and the model card tabulate)."""
-        return [(k, n, self.graduated_by_bin.get(k, 0), self.graduated_by_bin.get(k, 0) / n)
-                for k, n in sorted(self.admitted_by_bin.items()) if n]  # fmt: skip
+        return [
+            (k, n, self.graduated_by_bin.get(k, 0), self.graduated_by_bin.get(k, 0) / n)
+            for k, n in sorted(self.admitted_by_bin.items())
+            if n
+        ]
 
     def exit_rate(self) -> float | None:
         """The paper's exit rate of the whole buffer (`exit_rate`)."""

@@ -7,17 +7,19 @@ every process feeds the same visits (the trainer gathers them), like `hard.HardQ
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .fields import StateFields, is_number, is_question_id
 from .hard import BufferStateError
+
+FIELDS = StateFields("retrospective")
 
 SCHEMA_VERSION = 1
 _COUNTERS = ("stored", "replaced", "replayed", "dropped_unpromising", "dropped_graduated", "evicted")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------------------------
 # the buffer of states
 
 
@@ -153,7 +155,8 @@ class RetrospectiveBuffer:
             raise ValueError(
                 f"`accuracy` must be in (0, 1] for a harvest, got {accuracy!r}: a state comes from a correct rollout."
             )
-        _check_id(prompt_id)
+        if not is_question_id(prompt_id):
+            raise ValueError(f"`prompt_id` must be an int or str, got {type(prompt_id).__name__}: {prompt_id!r}.")
         if self.record_plain(prompt_id, accuracy) == "graduated":
             return "graduated"
         if accuracy >= self.hard_threshold:
@@ -226,49 +229,41 @@ class RetrospectiveBuffer:
     def load_state_dict(self, state: dict) -> None:
         """Restore a snapshot in place. Raises `BufferStateError` naming the field (and changes nothing) when it is
         malformed. The settings (`capacity`, `hard_threshold`, ...) stay this buffer's (the run's config)."""
-        if not isinstance(state, dict):
-            raise BufferStateError(f"retrospective state must be a dict, got {type(state).__name__}.")
-        if state.get("schema_version") != SCHEMA_VERSION:
-            raise BufferStateError(
-                f"retrospective state has `schema_version`={state.get('schema_version')!r}, this zppo_trl reads "
-                f"{SCHEMA_VERSION}. Resume with the zppo_trl version that wrote it, or start without the state."
-            )
+        FIELDS.open(state, SCHEMA_VERSION)
         states = OrderedDict()
-        rows = _field(state, "states", list)
+        rows = FIELDS.field(state, "states", list)
         for i, row in enumerate(rows):
             where = f"states[{i}]"
             if not isinstance(row, list) or len(row) != 7:
                 raise BufferStateError(f"retrospective state field `{where}` must be a list of 7 values, got {row!r}.")
             pid, prefix, successes, tries, stored_accuracy, accuracy, stored_round = row
-            if not isinstance(pid, (int, str)) or isinstance(pid, bool) or pid in states:
+            if not is_question_id(pid) or pid in states:
                 raise BufferStateError(
                     f"retrospective state field `{where}.prompt_id` is invalid or repeated: {pid!r}."
                 )
             if not isinstance(prefix, str) or not prefix.strip():
                 raise BufferStateError(f"retrospective state field `{where}.prefix` must be a non-blank string.")
             for name, value in (("successes", successes), ("tries", tries), ("stored_round", stored_round)):
-                _check_count(value, f"{where}.{name}")
+                FIELDS.count(value, f"{where}.{name}")
             if successes > tries:
                 raise BufferStateError(
                     f"retrospective state field `{where}.successes`={successes} exceeds `{where}.tries`={tries}."
                 )
-            for name, value in (("stored_accuracy", stored_accuracy), ("accuracy", accuracy)):
-                if not _is_number(value) or not 0.0 <= value <= 1.0:
-                    raise BufferStateError(
-                        f"retrospective state field `{where}.{name}` must be in [0, 1], got {value!r}."
-                    )
-            states[pid] = StoredState(prefix, successes, tries, float(stored_accuracy), float(accuracy), stored_round)
-        totals = _field(state, "totals", dict)
+            stored_accuracy = FIELDS.fraction(stored_accuracy, f"{where}.stored_accuracy")
+            states[pid] = StoredState(
+                prefix, successes, tries, stored_accuracy, FIELDS.fraction(accuracy, f"{where}.accuracy"), stored_round
+            )
+        totals = FIELDS.field(state, "totals", dict)
         if set(totals) != set(_COUNTERS):
             raise BufferStateError(
                 f"retrospective state field `totals` must have the keys {sorted(_COUNTERS)}, got {sorted(totals)}."
             )
         for name in _COUNTERS:
-            _check_count(totals[name], f"totals.{name}")
+            FIELDS.count(totals[name], f"totals.{name}")
         for name in ("replay_successes", "replay_tries"):
-            _check_count(state.get(name), name)
+            FIELDS.count(state.get(name), name)
         plain_expected = state.get("replay_plain_expected")
-        if not _is_number(plain_expected) or not 0.0 <= plain_expected <= state["replay_tries"]:
+        if not is_number(plain_expected) or not 0.0 <= plain_expected <= state["replay_tries"]:
             raise BufferStateError(
                 "retrospective state field `replay_plain_expected` must be in [0, replay_tries], got "
                 f"{plain_expected!r}."
@@ -300,26 +295,5 @@ class RetrospectiveBuffer:
 
 
 def _check_accuracy(accuracy) -> None:
-    if not _is_number(accuracy) or not 0.0 <= accuracy <= 1.0:
+    if not is_number(accuracy) or not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"`accuracy` must be a number in [0, 1], got {accuracy!r}.")
-
-
-def _check_id(prompt_id) -> None:
-    if not isinstance(prompt_id, (int, str)) or isinstance(prompt_id, bool):
-        raise ValueError(f"`prompt_id` must be an int or str, got {type(prompt_id).__name__}: {prompt_id!r}.")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_count(value, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BufferStateError(f"retrospective state field `{name}` must be a non-negative integer, got {value!r}.")
-
-
-def _field(state: dict, name: str, kind: type):
-    value = state.get(name)
-    if not isinstance(value, kind):
-        raise BufferStateError(f"retrospective state field `{name}` must be a {kind.__name__}, got {value!r}.")
-    return value

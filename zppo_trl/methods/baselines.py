@@ -95,7 +95,7 @@ def full_completion(completion: Any, prefix: str, conversational: bool) -> Any:
     return [{"role": "assistant", "content": text}] if conversational else text
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------------------------
 # GRPO† + teacher response
 
 
@@ -182,7 +182,7 @@ def grpo_advantages(rewards: torch.Tensor, num_generations: int, scale_rewards: 
     return torch.nan_to_num(centred / (std + 1e-4), nan=0.0)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------------------------
 # the round's steps
 
 # on Prefix and Retrospective Replay rows until the rewards are computed: [prefix text, chat dataset?]; taken off
@@ -211,8 +211,16 @@ def prefix_row(row: dict, prompt_id, kind: str, prefix: str, seams) -> dict:
     return {**row, **extra, "prompt": prompt}
 
 
-def inject_teacher_responses(plain, plain_groups: list[dict], visits: list[HardVisit], wrong, rewards_per_func,
-                             num_new: int, round_index: int, seams) -> tuple[torch.Tensor, int, int]:  # fmt: skip
+def inject_teacher_responses(
+    plain,
+    plain_groups: list[dict],
+    visits: list[HardVisit],
+    wrong,
+    rewards_per_func,
+    num_new: int,
+    round_index: int,
+    seams,
+) -> tuple[torch.Tensor, int, int]:
     """GRPO† + teacher response (off-policy by design): in at most `hint_ratio * N` hard plain groups, hardest
     first, one wrong rollout becomes a correct teacher response. Edits the plain pass's `output` in place; returns
     the round's gathered rewards per function with the injected rows rescored, the number injected and the teacher
@@ -241,8 +249,9 @@ def inject_teacher_responses(plain, plain_groups: list[dict], visits: list[HardV
     return rewards_per_func, len(plan), failures
 
 
-def replace_rows(plain, plain_groups: list[dict], plan: list[tuple[int, list[int]]], kind: str, rewards_per_func,
-                 seams) -> tuple[torch.Tensor, list[int]]:  # fmt: skip
+def replace_rows(
+    plain, plain_groups: list[dict], plan: list[tuple[int, list[int]]], kind: str, rewards_per_func, seams
+) -> tuple[torch.Tensor, list[int]]:
     """Put completions the student did not sample into its plain groups (GRPO† + teacher response; ExGRPO's
     replayed successes): `plan` = `[(global row, completion ids)]`, identical on every process. Edits this
     process's `plain.output` in place (completions, masks, the vLLM ratio via `replace_completions`; old and sampling
@@ -256,8 +265,11 @@ def replace_rows(plain, plain_groups: list[dict], plan: list[tuple[int, list[int
     rows = [row for row, _ in local]
     loss_tokens = lambda b: (b["completion_mask"] * (1 if b.get("tool_mask") is None else b["tool_mask"])).sum()
     before = loss_tokens(output)
-    output.update(replace_completions(output, rows, [c for _, c in local], text.pad_token_id, text.stop_ids,
-                                      seams.mask_truncated_completions))  # fmt: skip
+    output.update(
+        replace_completions(
+            output, rows, [c for _, c in local], text.pad_token_id, text.stop_ids, seams.mask_truncated_completions
+        )
+    )
     if output.get("old_per_token_logps") is not None:
         # one forward on every process (a sharded model gathers its weights in it), on a row of its own if it
         # holds no replaced one
@@ -272,8 +284,9 @@ def replace_rows(plain, plain_groups: list[dict], plan: list[tuple[int, list[int
     # the reward functions see the new completion; every process scores all of them, rank 0's copy is kept
     inputs = [{**plain_groups[row // G], "zppo_kind": kind} for row, _ in plan]
     texts = text.decode_batch([c for _, c in plan])
-    completions = [t if isinstance(r["prompt"], str) else [{"role": "assistant", "content": t}]
-                   for t, r in zip(texts, inputs)]  # fmt: skip
+    completions = [
+        t if isinstance(r["prompt"], str) else [{"role": "assistant", "content": t}] for t, r in zip(texts, inputs)
+    ]
     scores = seams.score(inputs, [r["prompt"] for r in inputs], completions, [c for _, c in plan])[: len(plan)]
     rewards_per_func = rewards_per_func.clone()
     rewards_per_func[[row for row, _ in plan]] = scores

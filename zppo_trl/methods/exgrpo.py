@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from ..buffers.experience import ExperienceBuffer, Trajectory, _id_order
+from ..buffers.experience import ExperienceBuffer, Trajectory
+from ..buffers.fields import id_order
 from ..buffers.replay import ratio_count, round_rng
 from ..round.visits import HardVisit, fit_to_unit
 from .baselines import replace_rows
@@ -78,7 +79,7 @@ def sample_experience(
     """
     excluded = set(exclude)
     pool: dict[float, list] = {}
-    for pid in sorted(buffer.ids(), key=_id_order):
+    for pid in sorted(buffer.ids(), key=id_order):
         if pid not in excluded:
             pool.setdefault(buffer.accuracy(pid), []).append(pid)
     drawn = []
@@ -207,8 +208,11 @@ def harvest(state, plain, visits: list[HardVisit], correct, scored, num_new: int
         logps = output.get("old_per_token_logps")
         logps = seams.student_logps(output, rows or [0]) if logps is None else logps[rows]
         lengths = output["completion_mask"][rows].sum(dim=1).tolist()
-        mine = [(row, output["completion_ids"][local, :n_tok].tolist(), lp[:n_tok].tolist())
-                for (row, local), n_tok, lp in zip(held.items(), map(int, lengths), logps) if n_tok > 0]  # fmt: skip
+        mine = [
+            (row, output["completion_ids"][local, :n_tok].tolist(), lp[:n_tok].tolist())
+            for (row, local), n_tok, lp in zip(held.items(), map(int, lengths), logps)
+            if n_tok > 0
+        ]
         trajectories = {row: Trajectory(ids, lps, state.round) for row, ids, lps in seams.gather_object(mine)}
     harvested = []
     for g, visit in enumerate(visits):
@@ -236,8 +240,12 @@ def replay(state, plain, plain_groups: list[dict], first: int, pids: list, rewar
     G, output, buffer = seams.num_generations, plain.output, state.experience
     targets = [((first + j) * G + G - 1, pid) for j, pid in enumerate(pids)]
     held = plain.held_rows([row for row, _ in targets])
-    candidates = [(row, i, t.completion_ids) for row, pid in targets if row in held
-                  for i, t in enumerate(buffer.trajectories(pid))]  # fmt: skip
+    candidates = [
+        (row, i, t.completion_ids)
+        for row, pid in targets
+        if row in held
+        for i, t in enumerate(buffer.trajectories(pid))
+    ]
     entropies = seams.mean_entropies(output, [(held[row], ids) for row, _, ids in candidates])
     scored = seams.gather_object([(row, i, h) for (row, i, _), h in zip(candidates, entropies)])
     chosen = {}

@@ -58,7 +58,7 @@ from .baselines import mentions_answer, prefix_row, solution_prefix
 _STEP_BOUNDARY = re.compile(r"\n|[.!?](?=\s)")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------------------------
 # states: where a rollout is cut
 
 
@@ -115,7 +115,7 @@ def harvest_state(
     return None
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------------------------
 # replay selection and reports
 
 
@@ -155,7 +155,7 @@ def continuation_success_vs_plain(buffer: RetrospectiveBuffer) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------------------------
 # the round's steps (the state is `round.state.RunState`: its `states` buffer and `state_rows`)
 
 
@@ -169,8 +169,9 @@ def plan_states(state, num_new: int, unit: int, exclude: set, seams) -> list[tup
         return []
     rng = round_rng(seams.args.seed, state.round, "retrospective")
     pids = select_states(state.states, count, rng, exclude=exclude)
-    rows = [prefix_row(state.state_rows[pid], pid, "retrospective", state.states.state(pid).prefix, seams)
-            for pid in pids]  # fmt: skip
+    rows = [
+        prefix_row(state.state_rows[pid], pid, "retrospective", state.states.state(pid).prefix, seams) for pid in pids
+    ]
     return fit_to_unit([("retrospective", row) for row in rows], unit)
 
 
@@ -187,8 +188,9 @@ def harvest_states(state, visits: list[HardVisit], correct, scored, completions:
         if 0 < accuracy < seams.args.hard_threshold:
             texts = [completion_text(c) for c in completions[g * G : (g + 1) * G]]
             answer = str(visit.row.get("answer", ""))
-            found = harvest_state(texts, correct[g].tolist(), answer, text.tokenize, text.decode,
-                                  seams.args.retrospective_state_fraction)  # fmt: skip
+            found = harvest_state(
+                texts, correct[g].tolist(), answer, text.tokenize, text.decode, seams.args.retrospective_state_fraction
+            )
         if found is None:
             buffer.record_plain(visit.prompt_id, accuracy)
         else:

@@ -17,8 +17,18 @@ from .batching import (
 )
 
 # keyword arguments of GRPOTrainer._get_per_token_logps_and_entropies that carry per-row image inputs
-_MULTIMODAL_FORWARD_KWARGS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
-                              "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")  # fmt: skip
+_MULTIMODAL_FORWARD_KWARGS = (
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
 
 
 class LossSeamMixin:
@@ -106,9 +116,11 @@ class LossSeamMixin:
         for rows in (torch.nonzero(~flags).squeeze(1), torch.nonzero(flags).squeeze(1)):
             used = attention_mask[rows, :prompt_width].any(dim=0).nonzero()
             start = int(used[0]) if used.numel() else 0
-            outputs.append(super()._get_per_token_logps_and_entropies(
-                model, input_ids[rows, start:], attention_mask[rows, start:], logits_to_keep, **kwargs
-            ))  # fmt: skip
+            outputs.append(
+                super()._get_per_token_logps_and_entropies(
+                    model, input_ids[rows, start:], attention_mask[rows, start:], logits_to_keep, **kwargs
+                )
+            )
             order.append(rows)
         inverse = torch.argsort(torch.cat(order))
         logps = torch.cat([o[0] for o in outputs])[inverse]

@@ -45,10 +45,10 @@ def round_metrics(
     hint_scored: torch.Tensor | None,
     num_generations: int,
 ) -> dict[str, float]:
-    """What one round did to the buffer and with hints: per-round counts (`zppo/admitted|graduated|evicted|
-    replayed|<kind>_prompts` for bcq, ncq and a baseline's hint kind), hint-rollout accuracies, and gauges of the whole run so far (`zppo/
-    buffer_size`, `zppo/total_*`, per entry bin `zppo/total_admitted_bin_{k}` / `zppo/total_graduated_bin_{k}`,
-    and the paper's `zppo/exit_rate` once something was evicted)."""
+    """What one round did to the buffer and with hints: per-round counts (`zppo/admitted|graduated|evicted|replayed`
+    and `zppo/<kind>_prompts` for bcq, ncq and a baseline's hint kind), hint-rollout accuracies, and gauges of the
+    whole run so far (`zppo/buffer_size`, `zppo/total_*`, per entry bin `zppo/total_admitted_bin_{k}` /
+    `zppo/total_graduated_bin_{k}`, and the paper's `zppo/exit_rate` once something was evicted)."""
     metrics = {f"zppo/{key}": float(value) for key, value in counts.items()}
     metrics["zppo/replayed"] = float(replayed)
     for kind in sorted({"bcq", "ncq", *hint_kinds}):

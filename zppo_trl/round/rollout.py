@@ -204,8 +204,9 @@ class TRLSeams:
             try:
                 box = [self.teacher.compress_texts(texts)]
             except Exception as err:  # a teacher fault degrades to uncompressed candidates, never stops the run
-                warnings.warn(f"ZPPO teacher could not compress the wrong candidates, using them as sampled: {err}",
-                              stacklevel=2)  # fmt: skip
+                warnings.warn(
+                    f"ZPPO teacher could not compress the wrong candidates, using them as sampled: {err}", stacklevel=2
+                )
         if self.num_processes > 1:
             broadcast_object_list(box, from_process=0)
         return box[0]
@@ -247,9 +248,13 @@ class TRLSeams:
         attention_mask = torch.cat([output["prompt_mask"][rows], mask], dim=1)
         with torch.no_grad(), disable_gradient_checkpointing(trainer.model, self.args.gradient_checkpointing_kwargs):
             _, entropies, _ = trainer._get_per_token_logps_and_entropies(
-                trainer.model, input_ids, attention_mask, width, self.args.per_device_train_batch_size,
+                trainer.model,
+                input_ids,
+                attention_mask,
+                width,
+                self.args.per_device_train_batch_size,
                 compute_entropy=True,
-            )  # fmt: skip
+            )
         means = (entropies * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         return means.tolist() if items else []
 

@@ -52,8 +52,9 @@ def as_model_input(row: dict, kind: str, instruction: str | None) -> dict:
 
 
 def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
-    """One round: `new_rows` are the round's new prompts (one row per group, all processes', in TRL's sampler order);
-    updates `state` and returns this process's rows and the round's record. Collectives run the same on every process."""
+    """One round: `new_rows` are the round's new prompts (one row per group, all processes', in TRL's sampler
+    order); updates `state` and returns this process's rows and the round's record. Every process runs the same
+    collectives."""
     args, G = seams.args, seams.num_generations
     unit = group_unit(seams.num_processes, args.steps_per_generation, G)
     num_new = len(new_rows)
@@ -147,22 +148,25 @@ def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
     extra_correct = extra_scored = None
     if extra_rewards:
         extra_correct, extra_scored = correct_and_scored(torch.cat(extra_rewards), seams)
-    seams.log({
-        **round_metrics(state.buffer, counts, len(replay_ids), extra_kinds, extra_correct, extra_scored, G),
-        **zero_variance_metrics(kinds + extra_kinds, torch.cat(has_variance).tolist()),
-        "zppo/teacher_failures": float(teacher_failures),
-        "zppo/nonfinite_rewards": float(seams.nonfinite_rewards()),
-        "zppo/hints_not_built": float(sum(unbuilt.values())),
-        **{f"zppo/hints_not_built/{reason}": float(n) for reason, n in unbuilt.items()},
-        **({"zppo/injected_responses": float(injected)} if args.hint_type == "teacher_response" else {}),
-        **(exgrpo.metrics(state, len(experience_ids)) if args.experience_ratio > 0 else {}),
-        **(retrospective.metrics(state, replays) if args.retrospective_ratio > 0 else {}),
-        "zppo/informative_token_share": float(informative_tokens / all_tokens.clamp(min=1)),
-        "zppo/loss_normalizer_tokens": float(output["num_items_in_batch"]),
-    })  # fmt: skip
+    seams.log(
+        {
+            **round_metrics(state.buffer, counts, len(replay_ids), extra_kinds, extra_correct, extra_scored, G),
+            **zero_variance_metrics(kinds + extra_kinds, torch.cat(has_variance).tolist()),
+            "zppo/teacher_failures": float(teacher_failures),
+            "zppo/nonfinite_rewards": float(seams.nonfinite_rewards()),
+            "zppo/hints_not_built": float(sum(unbuilt.values())),
+            **{f"zppo/hints_not_built/{reason}": float(n) for reason, n in unbuilt.items()},
+            **({"zppo/injected_responses": float(injected)} if args.hint_type == "teacher_response" else {}),
+            **(exgrpo.metrics(state, len(experience_ids)) if args.experience_ratio > 0 else {}),
+            **(retrospective.metrics(state, replays) if args.retrospective_ratio > 0 else {}),
+            "zppo/informative_token_share": float(informative_tokens / all_tokens.clamp(min=1)),
+            "zppo/loss_normalizer_tokens": float(output["num_items_in_batch"]),
+        }
+    )
     loss_rows = output["completion_mask"].sum(dim=1)
-    tokens = torch.stack([loss_rows[~output[HINT_FLAG]].sum(), loss_rows[output[HINT_FLAG]].sum(),
-                          output["prompt_mask"].sum()])  # fmt: skip
+    tokens = torch.stack(
+        [loss_rows[~output[HINT_FLAG]].sum(), loss_rows[output[HINT_FLAG]].sum(), output["prompt_mask"].sum()]
+    )
     plain_tokens, hint_tokens, prompt_tokens = seams.gather(tokens).view(-1, 3).sum(dim=0).tolist()
     record = {
         "round": state.round,
@@ -177,7 +181,7 @@ def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
             "plain_completion": int(plain_tokens),
             "hint_completion": int(hint_tokens),
             "prompt": int(prompt_tokens),
-        },  # fmt: skip
+        },
         "buffer_size": len(state.buffer),
         "teacher_failures": teacher_failures,
         "new": new_ids,

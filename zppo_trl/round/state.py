@@ -55,10 +55,16 @@ class RunState:
         """What a checkpoint saves. `include_rows=False` leaves every dataset row out (what a Hub push uploads, see
         `ZPPOConfig.push_dataset_rows`): ids and statistics only; a resume from it finds the rows again in the
         training set by question id (`missing_rows`, `fill_rows`)."""
-        state = {"buffer": self.buffer.state_dict(), "rows": [[pid, row] for pid, row in self.rows.items()],
-                 "round": self.round, "global_step": global_step, "experience": self.experience.state_dict(),
-                 "experience_on": self.experience_on, "retrospective": self.states.state_dict(),
-                 "retrospective_rows": [[pid, row] for pid, row in self.state_rows.items()]}  # fmt: skip
+        state = {
+            "buffer": self.buffer.state_dict(),
+            "rows": [[pid, row] for pid, row in self.rows.items()],
+            "round": self.round,
+            "global_step": global_step,
+            "experience": self.experience.state_dict(),
+            "experience_on": self.experience_on,
+            "retrospective": self.states.state_dict(),
+            "retrospective_rows": [[pid, row] for pid, row in self.state_rows.items()],
+        }
         if not include_rows:
             state["rows"], state["retrospective_rows"] = [], []
             state["experience"]["entries"] = [
@@ -156,14 +162,12 @@ def checkpoint_rows(args) -> bool:
     """Whether ZPPO's state in checkpoints keeps the buffered questions' dataset rows. Yes, unless a Hub push uploads
     the checkpoints (`hub_strategy` "checkpoint" or "all_checkpoints") and `push_dataset_rows` is off: then the
     rows are left out (said once here), and a resume finds them again in the training set by question id."""
-    uploaded = args.push_to_hub and str(getattr(args.hub_strategy, "value", args.hub_strategy)) in (
-        "checkpoint",
-        "all_checkpoints",
-    )
+    strategy = str(getattr(args.hub_strategy, "value", args.hub_strategy))
+    uploaded = args.push_to_hub and strategy in ("checkpoint", "all_checkpoints")
     if uploaded and not args.push_dataset_rows:
         warnings.warn(
-            f"hub_strategy={getattr(args.hub_strategy, 'value', args.hub_strategy)!r} uploads checkpoints: ZPPO leaves "
-            "the buffered questions' dataset rows out of them (a resume finds them again in the training set by "
+            f"hub_strategy={strategy!r} uploads checkpoints: ZPPO leaves the buffered questions' dataset rows out of "
+            "them (a resume finds them again in the training set by "
             "question id). Set push_dataset_rows=True to upload the rows too.",
             stacklevel=3,
         )

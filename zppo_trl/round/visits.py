@@ -43,19 +43,6 @@ def rank_hard(visits: Sequence[HardVisit], hard_threshold: float) -> list[HardVi
     return sorted(best.values(), key=lambda v: (v.accuracy, v.position))
 
 
-def plan_hints(
-    ranked: Sequence[HardVisit], has_solution: Sequence[bool], slots: int, use_bcq: bool, use_ncq: bool
-) -> list[tuple[str, HardVisit]]:
-    """Walk hard questions hardest first, emitting each one's BCQ (when a correct solution exists) then its NCQ,
-    until `slots` hint prompts are planned (paper Alg. 1 step 4: when one slot is left, BCQ wins)."""
-    plan: list[tuple[str, HardVisit]] = []
-    for visit, solved in zip(ranked, has_solution, strict=True):
-        for kind, ok in (("bcq", use_bcq and solved), ("ncq", use_ncq)):
-            if ok and len(plan) < slots:
-                plan.append((kind, visit))
-    return plan
-
-
 def fit_to_unit(items: Sequence, unit: int) -> list:
     """Cut a planned list of extra groups down to a multiple of `unit`; a non-empty list shorter than one unit is
     repeated cyclically up to one unit instead (ours: the same hint prompt rolled out twice, never dropped)."""
@@ -89,8 +76,14 @@ def merge_visits(visits: Sequence[HardVisit]) -> list[HardVisit]:
     for v in visits:
         if v.prompt_id in merged:
             m = merged[v.prompt_id]
-            merged[v.prompt_id] = HardVisit(m.prompt_id, m.position, m.correct + v.correct, m.scored + v.scored, m.row,
-                                            m.wrong_completions + v.wrong_completions)  # fmt: skip
+            merged[v.prompt_id] = HardVisit(
+                m.prompt_id,
+                m.position,
+                m.correct + v.correct,
+                m.scored + v.scored,
+                m.row,
+                m.wrong_completions + v.wrong_completions,
+            )
         else:
             merged[v.prompt_id] = v
     return list(merged.values())
