@@ -11,7 +11,7 @@ import sys
 from datasets import Dataset
 from test_own_data import one_step, tiny_model_dir, write_jsonl  # noqa: F401  (tests/ is on sys.path; a fixture)
 
-from zppo_trl.cli import main, parse_command, registered_rewards, resume_value, shipped_configs
+from zppo_trl.cli import main, parse_command, registered_rewards, resume_value, shipped_configs, take_debug_flag
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,6 +44,14 @@ def test_train_help_shows_zppo_options_first_with_the_library_defaults(capsys):
     # a config named with --help shows its values: that is the run it describes
     assert main(["train", "--config", "cpu_demo", "--help"]) == 0
     assert default_shown(capsys.readouterr().out, "replay_ratio") == "2.0"
+
+
+def test_a_bare_debug_is_ours_and_debug_with_a_value_is_transformers():
+    assert take_debug_flag(["train", "--max_steps", "1", "--debug"]) == (["train", "--max_steps", "1"], True)
+    assert take_debug_flag(["train", "--debug", "--max_steps", "1"]) == (["train", "--max_steps", "1"], True)
+    # TrainingArguments' own `debug` option takes a value: left for the parser
+    assert take_debug_flag(["train", "--debug", "underflow_overflow"]) == (["train", "--debug", "underflow_overflow"],
+                                                                          False)  # fmt: skip
 
 
 def test_example_configs_ship_with_the_package_and_are_named_by_the_cli(capsys):
