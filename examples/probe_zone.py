@@ -28,8 +28,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from zppo_trl.demo_tasks import FAMILIES, generate
 from zppo_trl.models import embedded_model_path
-from zppo_trl.prompts import HintNotBuilt, append_to_prompt, build_hint_prompt
+from zppo_trl.prompts import HintNotBuilt, build_hint_prompt
 from zppo_trl.rewards import answer_extractor, final_answer_reward
+from zppo_trl.text import append_to_prompt
 
 INSTRUCTION = "Put the final answer in \\boxed{}, for example \\boxed{7}."
 

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import torch
 
-from zppo_trl.prompts import extract_boxed, prompt_text
 from zppo_trl.round.rollout import Rollout, TextTools
+from zppo_trl.text import extract_boxed, prompt_text
 
 
 def char_tools() -> TextTools:

@@ -3,7 +3,7 @@ the on-policy surrogate loss written out by hand."""
 
 import torch
 
-from zppo_trl.prompts import prompt_text
+from zppo_trl.text import prompt_text
 
 HARD = frozenset(range(0, 16, 2))  # even prompt ids are never solved
 

@@ -7,15 +7,10 @@ import re
 import pytest
 from datasets import Dataset
 
-from zppo_trl.prompts import (
-    NCQ_NO_ANSWER,
-    completion_text,
-    prepare_candidate,
-    prompt_text,
-    sanitize_candidate,
-)
+from zppo_trl.prompts import NCQ_NO_ANSWER, prepare_candidate, sanitize_candidate
 from zppo_trl.rewards import answer_accuracy, extract_final_answer, final_answer_reward
 from zppo_trl.teachers import ModelTeacher
+from zppo_trl.text import completion_text, prompt_text
 from zppo_trl.tiny import build_tiny_llama
 
 _CANDIDATE = re.compile(r"\n<candidate>\n(.*?)\n</candidate>", re.DOTALL)

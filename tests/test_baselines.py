@@ -15,9 +15,9 @@ from zppo_trl.methods.baselines import (
     replace_completions,
     teacher_completion_ids,
 )
-from zppo_trl.prompts import completion_text
 from zppo_trl.round.advantages import zppo_advantages
 from zppo_trl.round.batching import HINT_FLAG
+from zppo_trl.text import completion_text
 
 
 def expected_prefix(row) -> str:

@@ -12,15 +12,8 @@ import re
 
 import pytest
 
-from zppo_trl.prompts import (
-    TRUNCATION_MARK,
-    HintNotBuilt,
-    build_hint_prompt,
-    match_candidate_lengths,
-    sanitize_candidate,
-    strip_think,
-    truncate_keep_answer,
-)
+from zppo_trl.prompts import HintNotBuilt, build_hint_prompt, match_candidate_lengths, sanitize_candidate
+from zppo_trl.text import TRUNCATION_MARK, strip_think, truncate_keep_answer
 
 WORDS = "so we add the two numbers then carry the one and check again since each step matters here".split()
 PAIRS = 500  # >= 200 asked; 500 keeps a fair rule's binomial spread (2.2 points) inside the 5-point band

@@ -37,6 +37,7 @@ def test_docstring_examples_hold(name):
 
 def test_the_examples_are_really_run():
     counted = sum(
-        run_examples(importlib.import_module(name))[0] for name in ("zppo_trl.round.advantages", "zppo_trl.buffers.hard")
+        run_examples(importlib.import_module(name))[0]
+        for name in ("zppo_trl.round.advantages", "zppo_trl.buffers.hard")
     )
     assert counted >= 5  # zppo_advantages, group_has_variance, HardQuestionBuffer's four lines

@@ -12,9 +12,9 @@ import torch
 from scripted import grads
 
 from zppo_trl.methods.exgrpo import shaped_weight
-from zppo_trl.prompts import completion_text
 from zppo_trl.round.batching import take_rows
 from zppo_trl.round.loss import EXPERIENCE_FLAG, EXPERIENCE_LOGPS
+from zppo_trl.text import completion_text
 
 SOLVED = frozenset({1, 5, 9, 13})
 NEVER = frozenset({0, 4, 8, 12})

@@ -10,18 +10,15 @@ from hypothesis import strategies as st
 from zppo_trl.prompts import (
     BCQ_TEMPLATE,
     NCQ_TEMPLATE,
-    TRUNCATION_MARK,
     HintNotBuilt,
-    append_to_prompt,
     build_bcq_hint,
     build_hint_prompt,
     build_ncq_hint,
-    extract_boxed,
     is_blank_candidate,
     sanitize_candidate,
-    truncate_keep_answer,
 )
 from zppo_trl.rewards import extract_final_answer
+from zppo_trl.text import TRUNCATION_MARK, append_to_prompt, extract_boxed, truncate_keep_answer
 
 
 def chars(text: str) -> int:  # a 1-char-per-token counter makes budgets exact
@@ -166,7 +163,8 @@ def test_megabytes_of_candidate_text_are_cut_to_budget():
     budget=st.integers(60, 1500), chat=st.booleans(),
 )  # fmt: skip
 def test_a_whole_hint_prompt_keeps_its_structure_and_budget(question, correct, wrong, kind, budget, chat):
-    from zppo_trl.prompts import build_hint_prompt, prompt_text
+    from zppo_trl.prompts import build_hint_prompt
+    from zppo_trl.text import prompt_text
 
     q = [{"role": "user", "content": question}] if chat else question
     try:

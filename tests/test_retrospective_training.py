@@ -9,8 +9,8 @@ import torch
 from scripted import grads, hand_loss
 
 from zppo_trl.methods.baselines import mentions_answer
-from zppo_trl.prompts import completion_text
 from zppo_trl.round.batching import HINT_FLAG
+from zppo_trl.text import completion_text
 
 
 class QuarterReward:

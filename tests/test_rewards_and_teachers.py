@@ -6,7 +6,6 @@ import pathlib
 import pytest
 
 from zppo_trl import ZPPOConfig
-from zppo_trl.prompts import extract_boxed
 from zppo_trl.rewards import (
     answer_extractor,
     boxed_accuracy_reward,
@@ -24,6 +23,7 @@ from zppo_trl.teachers import (
     solutions_for,
     use_answer_extractor,
 )
+from zppo_trl.text import extract_boxed
 
 REAL_COMPLETIONS = pathlib.Path(__file__).parent / "fixtures" / "smollm2_completions.jsonl"
 

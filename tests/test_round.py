@@ -5,10 +5,11 @@ import torch
 from fakes import FakeSeams
 
 from zppo_trl import ZPPOConfig
-from zppo_trl.prompts import BCQ_TEMPLATE, extract_boxed, prompt_text
+from zppo_trl.prompts import BCQ_TEMPLATE
 from zppo_trl.round.advantages import zppo_advantages
 from zppo_trl.round.run import run_round
 from zppo_trl.round.state import RunState
+from zppo_trl.text import extract_boxed, prompt_text
 from zppo_trl.tiny import addition_dataset
 
 DATA = [dict(row) for row in addition_dataset(8)]  # prompt_id 0..7; even ids are the hard ones below

@@ -13,15 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zppo_trl.prompts import (
-    BCQ_TEMPLATE,
-    HintNotBuilt,
-    build_hint_prompt,
-    is_blank_candidate,
-    prompt_text,
-    sanitize_candidate,
-    special_token_strings,
-)
+from zppo_trl.prompts import BCQ_TEMPLATE, HintNotBuilt, build_hint_prompt, is_blank_candidate, sanitize_candidate
+from zppo_trl.sanitize import special_token_strings
+from zppo_trl.text import prompt_text
 
 # every printable ASCII character is in the corpus, so an <unk> id only ever comes from a character outside it
 CORPUS = [string.printable, "What is 40 + 2? The answer is \\boxed{42}.", "end of turn, end of sentence, x < y"] * 20

@@ -14,10 +14,10 @@ from scripted import HARD, ScriptedReward
 from trl import GRPOTrainer
 
 from zppo_trl import BCQ_TEMPLATE, ZPPOTrainer
-from zppo_trl.prompts import prompt_text
 from zppo_trl.round.advantages import zppo_advantages
 from zppo_trl.round.loss import _MULTIMODAL_FORWARD_KWARGS
 from zppo_trl.round.state import STATE_FILE_NAME, read_state_file
+from zppo_trl.text import prompt_text
 
 
 def test_hard_questions_are_buffered_replayed_and_hinted(make_trainer):

@@ -6,7 +6,8 @@ __version__ = "0.1.0"
 from . import quantization  # noqa: F401, I001
 from .buffers.hard import BufferStateError, HardQuestionBuffer
 from .config import ZPPOConfig
-from .prompts import ANSWER_FORMAT_INSTRUCTION, BCQ_TEMPLATE, NCQ_TEMPLATE, build_bcq_hint, build_ncq_hint
+from .prompts import build_bcq_hint, build_ncq_hint
+from .templates import ANSWER_FORMAT_INSTRUCTION, BCQ_TEMPLATE, NCQ_TEMPLATE
 from .rewards import boxed_accuracy_reward
 from .teachers import ColumnTeacher
 from .trainer import ZPPOTrainer

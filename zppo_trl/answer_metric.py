@@ -54,7 +54,7 @@ def scored_by_metric(reward_func: Callable) -> Callable:
         return reward_func
 
     def through_metric(completions: Sequence, answer: Sequence, **kwargs) -> list[float | None]:
-        from .prompts import completion_text
+        from .text import completion_text
 
         result = _shared_metric().compute(
             predictions=[completion_text(c) for c in completions],

@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl, urlsplit
 from trl import GRPOConfig
 
 from .methods.baselines import HINT_TYPES
-from .prompts import ANSWER_FORMAT_INSTRUCTION
 from .round.advantages import ADVANTAGE_ESTIMATORS
+from .templates import ANSWER_FORMAT_INSTRUCTION
 
 
 @dataclass

@@ -32,7 +32,7 @@ from importlib import resources
 
 from datasets import Dataset, DatasetDict
 
-from .prompts import extract_boxed
+from .text import extract_boxed
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import torch
 
-from .prompts import append_to_prompt
 from .rewards import boxed_accuracy_reward
+from .text import append_to_prompt
 
 # the paper's sampler (Tab. 8: temperature 1, top-p 1) and TRL's defaults; top_k=0 because transformers' own default
 # (50) would otherwise apply to an evaluation that does not name it

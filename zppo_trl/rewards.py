@@ -16,7 +16,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 
-from .prompts import AnswerExtractor, completion_text, extract_boxed
+from .text import AnswerExtractor, completion_text, extract_boxed
 
 try:  # math-verify is a core dependency; keep the import guarded so a broken install names the package
     from math_verify import parse, verify

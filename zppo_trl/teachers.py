@@ -46,7 +46,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from .prompts import COMPRESSION_TEMPLATE, AnswerExtractor, append_to_prompt, extract_boxed
+from .templates import COMPRESSION_TEMPLATE
+from .text import AnswerExtractor, append_to_prompt, extract_boxed
 
 Teacher = Callable[[list[dict]], list[list[str]]]
 # ours: asked of a sampling teacher when no `answer_format_instruction` is configured, in the form the default
@@ -252,7 +253,7 @@ class SamplingTeacher:
         return [[next(compressed) for _ in cs] for cs in kept]
 
     def compress_texts(self, texts: list[str]) -> list[str]:
-        """Each text rewritten with the paper's compression prompt (`prompts.COMPRESSION_TEMPLATE`) to its
+        """Each text rewritten with the paper's compression prompt (`templates.COMPRESSION_TEMPLATE`) to its
         `<summary>`; a text whose answer has none (or that ran out of time) stays as it is."""
         if not texts:
             return []

@@ -29,9 +29,10 @@ import torch
 from trl.trainer.utils import nanstd
 
 from ..buffers.replay import ratio_count, round_rng
-from ..prompts import HintNotBuilt, append_to_prompt
+from ..prompts import HintNotBuilt
 from ..round.batching import _PADDED, _pad_to
 from ..round.visits import HardVisit, rank_hard
+from ..text import append_to_prompt
 
 HINT_TYPES = ("bcq_ncq", "hint", "prefix", "teacher_response")
 # ours: the paper's hint prompt is not published

@@ -49,8 +49,8 @@ import torch
 
 from ..buffers.replay import ratio_count, round_rng
 from ..buffers.states import RetrospectiveBuffer, is_promising
-from ..prompts import completion_text
 from ..round.visits import HardVisit, fit_to_unit
+from ..text import completion_text
 from .baselines import mentions_answer, prefix_row, solution_prefix
 
 # a step boundary ends right after a line break, or after sentence-ending punctuation followed by whitespace (so

@@ -18,7 +18,7 @@ from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 
 from ..methods.baselines import PREFIX_KEY, full_completion
-from ..prompts import special_token_strings
+from ..sanitize import special_token_strings
 from ..teachers import solutions_for
 from .batching import process_share
 

@@ -24,7 +24,7 @@ import torch
 
 from ..buffers.replay import group_unit, question_id, replay_count, sample_replay
 from ..methods import baselines, exgrpo, retrospective, zppo
-from ..prompts import append_to_prompt
+from ..text import append_to_prompt
 from .advantages import group_has_variance, zppo_advantages
 from .batching import HINT_FLAG, INFORMATIVE_FLAG, concat_rollout_batches, informative_token_count, process_share
 from .metrics import round_metrics, zero_variance_metrics

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..prompts import completion_text
+from ..text import completion_text
 
 
 @dataclass

@@ -9,8 +9,8 @@ extractor (`zppo_trl.rewards.answer_extractor(reward)`) and a completion the rew
 import datasets
 import evaluate
 
-from zppo_trl.prompts import extract_boxed
 from zppo_trl.rewards import answer_accuracy
+from zppo_trl.text import extract_boxed
 
 _DESCRIPTION = r"""
 Answer accuracy reads the final answer of each prediction (a model completion) with `extract_answer` (default: the
