@@ -89,7 +89,7 @@ def lora_grads(model, tokenizer) -> dict:
 
 
 def flat(grads: dict) -> torch.Tensor:
-    return torch.cat([g.flatten() for g in grads.values()]).double()  # TRL keeps QLoRA adapters in bfloat16
+    return torch.cat([g.flatten() for g in grads.values()]).double()  # one precision whatever the adapters train in
 
 
 def test_building_the_trainer_first_prevents_the_repack_and_gradients_equal_a_fresh_load(

@@ -26,7 +26,7 @@ from .buffers.hard import BufferStateError
 from .buffers.replay import group_unit, question_id, ratio_count, replay_count
 from .config import ZPPOConfig
 from .methods.retrospective import continuation_success_vs_plain
-from .quantization import disable_cpu_inference_repacking
+from .quantization import disable_cpu_inference_repacking, upcast_quantized_adapters
 from .rewards import answer_extractor
 from .round.loss import LossSeamMixin
 from .round.rollout import TRLSeams, completions_table_logs
@@ -123,6 +123,7 @@ class ZPPOTrainer(LossSeamMixin, GRPOTrainer):
             **kwargs,
         )
         disable_cpu_inference_repacking(self.model)  # QLoRA on CPU: see quantization.py
+        upcast_quantized_adapters(self.model, args)  # TRL 1.16 casts QLoRA adapters to bf16 even under fp16/fp32
         correctness = resolve_correctness(args.correctness_reward, self.reward_func_names)
         # one extractor: NCQ's wrong answers and a sampled teacher's answers are read as the correctness reward reads
         extract_answer = answer_extractor(self.reward_funcs[correctness])
