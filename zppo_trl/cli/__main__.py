@@ -1,0 +1,5 @@
+"""`python -m zppo_trl.cli` is `zppo-trl`."""
+
+from . import main
+
+raise SystemExit(main())
