@@ -73,11 +73,15 @@ from dataclasses import dataclass
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # carry_task.py sits next to this script
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the task modules sit next to this script
 
 import carry_task  # noqa: E402
+import shift_task  # noqa: E402
 
-from zppo_trl.buffer import exit_rate  # noqa: E402  (the library's, for counts summed over seeds)
+try:  # the library's, for counts summed over seeds
+    from zppo_trl.buffers.hard import exit_rate  # noqa: E402
+except ImportError:  # a zppo_trl from before the buffers package
+    from zppo_trl.buffer import exit_rate  # noqa: E402
 
 LETTERS = "abcdefghij"
 RULES = {"A": 0, "B": 1}  # the tag names the digit map: A = identity (a->0), B = shifted (a->1)
@@ -89,8 +93,10 @@ CORE_METHODS = ("grpo", "grpo_replay", "hints_only", "zppo")  # always run (the 
 METHODS = {  # ZPPOConfig overrides per method; --methods adds the ones after the core four
     "grpo": dict(replay_ratio=0.0, hint_ratio=0.0),
     "grpo_replay": dict(replay_ratio=0.5, hint_ratio=0.0),
-    "hints_only": dict(replay_ratio=0.0, hint_ratio=0.5),
-    "zppo": dict(replay_ratio=0.5, hint_ratio=0.5),
+    "hints_only": dict(replay_ratio=0.0, hint_ratio=0.5, hint_schedule="same_round"),
+    "zppo": dict(replay_ratio=0.5, hint_ratio=0.5, hint_schedule="same_round"),
+    # hints built from a round's plain rollouts ride with the next round's plain prompts in one generation pass
+    "zppo_next_round": dict(replay_ratio=0.5, hint_ratio=0.5, hint_schedule="next_round"),
     # the paper's baselines on the same buffer and budget (hint: every solution here is the answer itself, so no
     # answer-free hint can be built: the run shows that as zppo/hints_not_built; prefix: the tag letter and digit)
     "hint": dict(replay_ratio=0.5, hint_ratio=0.5, hint_type="hint"),
@@ -108,6 +114,9 @@ METHODS = {  # ZPPOConfig overrides per method; --methods adds the ones after th
     "zppo_exgrpo_retrospective": dict(replay_ratio=0.5, hint_ratio=0.5, experience_ratio=0.5, retrospective_ratio=0.5),
 }
 LR = 3e-4
+UPDATES_PER_ROLLOUT = 4  # the paper's recipe (Tab. 8): 4 optimizer updates per rollout round, so the clip acts
+SCHEDULE = "constant"
+WEIGHT_DECAY = 0.1
 PROFILES = {  # pretraining steps, RL steps, new prompts per RL step, train keys, held-out keys
     "default": (1000, 60, 8, 60, 32),
     "quick": (1000, 30, 8, 40, 32),
@@ -146,7 +155,8 @@ def make_datasets(seed: int, train_keys: int, heldout_keys: int):
 
 def with_bcq_hint(dataset, seed: int):
     """The hard rows as BCQ prompts: the true answer and the student's default (easy-rule) answer, random order."""
-    from zppo_trl.prompts import append_to_prompt, build_bcq_hint
+    from zppo_trl.prompts import build_bcq_hint
+    from zppo_trl.text import append_to_prompt
 
     rng = random.Random(seed)
 
@@ -162,7 +172,8 @@ def exact_answer_reward(completions, answer, **kwargs):
 
 def pretraining_example(rng: random.Random) -> tuple[str, str, str]:
     """(prompt, target, kind): plain easy / practice / hard-with-the-misconception, or a BCQ selection example."""
-    from zppo_trl.prompts import append_to_prompt, build_bcq_hint
+    from zppo_trl.prompts import build_bcq_hint
+    from zppo_trl.text import append_to_prompt
 
     key, draw = "".join(rng.choice(LETTERS) for _ in range(3)), rng.random()
     if draw < PRETRAIN_MIX["easy"]:
@@ -201,6 +212,11 @@ class Task:
     # recorded runs are reproduced bit for bit (the order of gradient accumulation changes the float sums)
     pretraining_kinds: tuple = ("plain", "bcq")
     plain_warmup_share: float = 0.0  # of the pretraining steps, run on plain examples only, first
+    # replay / hint ratios of the methods that replay / hint, instead of METHODS' 0.5 x ratio_scale (None: scaled)
+    ratios: dict | None = None
+    min_p: float | None = MIN_P  # the rollouts' and the held-out evaluation's sampler (temperature 1, top-p 1)
+    learning_rate: float = LR
+    hint_probes: Callable | None = None  # (held-out, seed) -> {name: hinted hard rows}: more of the zone probe
 
 
 TASKS = {
@@ -215,12 +231,41 @@ TASKS = {
                   carry_task.CANDIDATE_MAX_TOKENS, carry_task.HINT_PROMPT_MAX_TOKENS, replay_capacity=32,
                   ratio_scale=0.5, ncq=True, plain_example=carry_task.plain_example,
                   plain_warmup_share=carry_task.PLAIN_WARMUP_SHARE, pretraining_kinds=("bcq", "ncq", "plain")),
+    # the task built to decide (examples/shift_task.py): hints as information, a few percent plain chance, one pass
+    # over the pool (rounds x new prompts), every hard visit hintable, the paper's sampler (no min-p)
+    "shift": Task("shift", {"default": (shift_task.PRETRAINING_STEPS, 64, shift_task.NEW_PROMPTS, 64 * shift_task.NEW_PROMPTS, 4),
+                            "quick": (shift_task.PRETRAINING_STEPS, 64, shift_task.NEW_PROMPTS, 64 * shift_task.NEW_PROMPTS, 4),
+                            "smoke": (20, 2, shift_task.NEW_PROMPTS, 2 * shift_task.NEW_PROMPTS, 1)},
+                  shift_task.make_datasets, shift_task.with_bcq_hint, shift_task.pretraining_example,
+                  shift_task.reward, shift_task.FAMILIES, shift_task.HARD_FAMILIES, shift_task.MAX_COMPLETION_TOKENS,
+                  shift_task.CANDIDATE_MAX_TOKENS, shift_task.HINT_PROMPT_MAX_TOKENS,
+                  replay_capacity=shift_task.REPLAY_CAPACITY, ratio_scale=1.0, ncq=True,
+                  plain_example=shift_task.plain_example, plain_warmup_share=shift_task.PLAIN_WARMUP_SHARE,
+                  ratios={"replay_ratio": shift_task.REPLAY_RATIO, "hint_ratio": shift_task.HINT_RATIO}, min_p=None,
+                  learning_rate=shift_task.LEARNING_RATE, hint_probes=shift_task.hint_probes),
 }  # fmt: skip
+
+
+def has_config_field(name: str) -> bool:
+    import dataclasses
+
+    from zppo_trl import ZPPOConfig
+
+    return name in {f.name for f in dataclasses.fields(ZPPOConfig)}
 
 
 def method_config(task: Task, method: str) -> dict:
     """The method's ZPPOConfig overrides for this task (its ratios scaled, NCQ as the task says)."""
     overrides = {k: v * task.ratio_scale if k.endswith("_ratio") else v for k, v in METHODS[method].items()}
+    for key, value in (task.ratios or {}).items():  # the task's own ratios where the method replays / hints
+        if overrides.get(key, 0) > 0:
+            overrides[key] = value
+    if "hint_schedule" in overrides and not has_config_field("hint_schedule"):
+        # a zppo_trl without the option builds hints from this round's rollouts: that is "same_round"
+        if overrides["hint_schedule"] != "same_round":
+            raise SystemExit(f"{method}: hint_schedule={overrides['hint_schedule']!r} needs a zppo_trl whose "
+                             "ZPPOConfig has `hint_schedule`; this one builds hints in the same round only")  # fmt: skip
+        del overrides["hint_schedule"]
     ncq = task.ncq if task.ncq is not None else METHODS[method].get("hint_type") is not None
     return overrides | {"use_ncq": ncq}
 
@@ -263,49 +308,129 @@ def pretrain(task: Task, tokenizer, steps: int, seed: int):
     return model, total
 
 
-def measure_student(task: Task, model, tokenizer, heldout, seed: int) -> dict:
-    """Held-out plain accuracy per family (and "all", "hard"), hard BCQ accuracy, hard gold log-probability.
+def measure_student(task: Task, model, tokenizer, heldout, seed: int, sampler: dict | None = None) -> dict:
+    """Held-out plain accuracy per family (and "all", "hard"), hard BCQ accuracy (and the task's other hinted probes),
+    hard gold log-probability; per question too (`per_question`: name -> {prompt id: value}), for paired endpoints.
 
-    Deterministic for a given model (every sampled accuracy reseeds with `seed`), so the "before" numbers are
-    measured once per student, right after pretraining (`zone.json` beside it), not once per run."""
+    `sampler` is the run's (`evaluation.training_sampler`): held-out accuracy samples as the rollouts do. Deterministic
+    for a given model (every sampled accuracy reseeds with `seed`), so the "before" numbers are measured once per
+    student, right after pretraining (`zone.json` beside it), not once per run."""
     import torch
 
     from zppo_trl.evaluation import plain_accuracy
 
     def accuracy(data):
         return plain_accuracy(model, tokenizer, data, num_samples=8, max_new_tokens=task.max_completion_length,
-                              reward=task.reward, batch_size=32, seed=seed)["accuracy"]  # fmt: skip
+                              reward=task.reward, batch_size=32, seed=seed, sampler=sampler)  # fmt: skip
 
     @torch.no_grad()
-    def gold_logprob(data):  # mean log-probability of the right completion: moves before any sample is right
+    def gold_logprob(data):  # log-probability of the right completion: moves before any sample is right
         was_training = model.training
         model.eval()
-        total = 0.0
-        for row in data:
+        total, per_token = 0.0, {}
+        for i, row in enumerate(data):
             p = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
             t = tokenizer(row["solution"], add_special_tokens=False)["input_ids"]
             logits = model(input_ids=torch.tensor([p + t])).logits[0, len(p) - 1 : -1]
-            total += logits.log_softmax(-1).gather(1, torch.tensor(t)[:, None]).sum().item()
+            summed = logits.log_softmax(-1).gather(1, torch.tensor(t)[:, None]).sum().item()
+            total += summed
+            per_token[row.get("prompt_id", i)] = summed / len(t)
         model.train(was_training)
-        return total / len(data)
+        return total / len(data), per_token
 
     heldout_by_family = {fam: heldout.filter(lambda r, fam=fam: r["family"] == fam) for fam in task.families}
-    family = {fam: accuracy(data) for fam, data in heldout_by_family.items()}
+    results = {fam: accuracy(data) for fam, data in heldout_by_family.items()}
+    family = {fam: r["accuracy"] for fam, r in results.items()}
     sizes = {fam: len(data) for fam, data in heldout_by_family.items()}
     for name, fams in (("all", task.families), ("hard", task.hard_families)):  # question-weighted means
         family[name] = sum(family[f] * sizes[f] for f in fams) / sum(sizes[f] for f in fams)
-    return {"family": family, "hard_bcq": accuracy(task.with_bcq_hint(heldout, seed)),
-            "hard_gold_logprob": gold_logprob(heldout.filter(lambda r: r["family"] in task.hard_families))}  # fmt: skip
+    hard_bcq = accuracy(task.with_bcq_hint(heldout, seed))
+    summed, per_token = gold_logprob(heldout.filter(lambda r: r["family"] in task.hard_families))
+    out = {"family": family, "hard_bcq": hard_bcq["accuracy"], "hard_gold_logprob": summed}
+    if task.hint_probes is None:  # the recorded tasks' zone.json keeps its old fields only
+        return out
+    probes = {name: accuracy(data) for name, data in task.hint_probes(heldout, seed).items()}
+    per_question = {"hard": {k: v for fam in task.hard_families for k, v in results[fam]["per_question"].items()},
+                    "hard_bcq": hard_bcq["per_question"], "hard_gold_logprob_per_token": per_token,
+                    **{name: r["per_question"] for name, r in probes.items()}}  # fmt: skip
+    return out | {name: r["accuracy"] for name, r in probes.items()} | {
+        "hard_gold_logprob_per_token": sum(per_token.values()) / len(per_token), "per_question": per_question,
+        "sampler": sampler}  # fmt: skip
+
+
+def rl_args(task: Task, method: str, seed: int, profile: str, out_dir: str, lr_scale: float = 1.0):
+    """The run's ZPPOConfig: the paper's update recipe (4 updates per round: steps_per_generation = 4 x
+    gradient_accumulation_steps, so TRL keeps the sampling policy's log-probs and the (0.20, 0.28) clip acts; a
+    constant rate; weight decay 0.1), the task's sampler, one round = N new prompts x 8 rollouts."""
+    from zppo_trl import ZPPOConfig
+
+    _, rounds, new_prompts, _, _ = task.profiles[profile]
+    group = 8
+    return ZPPOConfig(
+        output_dir=os.path.join(out_dir, f"{method}-seed{seed}"), num_generations=group,
+        per_device_train_batch_size=new_prompts * group // UPDATES_PER_ROLLOUT, gradient_accumulation_steps=1,
+        steps_per_generation=UPDATES_PER_ROLLOUT, max_steps=rounds * UPDATES_PER_ROLLOUT,
+        learning_rate=task.learning_rate * lr_scale, lr_scheduler_type=SCHEDULE, weight_decay=WEIGHT_DECAY,
+        max_grad_norm=1.0, max_completion_length=task.max_completion_length, logging_steps=1, report_to="none",
+        use_cpu=True, bf16=False, activation_checkpointing=False, save_strategy="no", seed=seed, disable_tqdm=True,
+        teacher_column="solution", candidate_max_tokens=task.candidate_max_tokens,
+        hint_prompt_max_tokens=task.hint_prompt_max_tokens, replay_capacity=task.replay_capacity, temperature=1.0,
+        top_p=1.0, min_p=task.min_p, beta=0.0, **method_config(task, method),
+    )  # fmt: skip
+
+
+def task_sampler(task: Task) -> dict:
+    """The sampler of every run of this task (all methods share it): what the held-out evaluation uses."""
+    from zppo_trl.evaluation import training_sampler
+
+    return training_sampler(rl_args(task, "grpo", 0, next(iter(task.profiles)), "/tmp/unused"))
+
+
+class RoundRecorder:
+    """Reads the trainer's public record once per generation round (`trainer.last_round`, at the first optimizer
+    step after it): which questions were admitted, graduated and evicted, what was generated, which were hinted."""
+
+    def __init__(self, trainer):
+        from transformers import TrainerCallback
+
+        recorder = self
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                recorder.read(trainer.last_round)
+
+        self.callback = Callback()
+        self.rounds = 0
+        self.admitted, self.graduated, self.evicted = [], [], []  # question ids, one entry per event
+        self.completions = 0
+        self.tokens = {"plain_completion": 0, "hint_completion": 0, "prompt": 0}
+        self.hinted: dict = {}  # question id -> {kind: count}
+        self._seen = None
+
+    def read(self, last: dict) -> None:
+        if not last or last["round"] == self._seen:
+            return
+        self._seen = last["round"]
+        self.rounds += 1
+        self.admitted += last["admitted_ids"]
+        self.graduated += last["graduated_ids"]
+        self.evicted += last["evicted_ids"]
+        self.completions += last["completions"]
+        for key in self.tokens:
+            self.tokens[key] += last["tokens"][key]
+        for hint in last["hints"]:
+            kinds = self.hinted.setdefault(hint["prompt_id"], {})
+            kinds[hint["kind"]] = kinds.get(hint["kind"], 0) + 1
 
 
 def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, lr_scale: float = 1.0) -> dict:
     import torch
     from transformers import LlamaForCausalLM
 
-    from zppo_trl import ZPPOConfig, ZPPOTrainer
-    from zppo_trl.batching import HINT_FLAG
-    from zppo_trl.replay import question_id
+    from zppo_trl import ZPPOTrainer
+    from zppo_trl.evaluation import training_sampler
     from zppo_trl.tiny import build_char_tokenizer
+    from zppo_trl.validation import updates_per_rollout
 
     torch.set_num_threads(1)
     _, rl_steps, new_prompts, train_size, heldout_size = task.profiles[profile]
@@ -315,66 +440,34 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
     with open(os.path.join(student_dir, "pretrain.json")) as f:
         pretrained = json.load(f)
     train, heldout = task.make_datasets(seed, train_size, heldout_size)
+    if "prompt_id" not in train.column_names:  # ids the round record names, for the families of admissions
+        train = train.map(lambda r, i: {"prompt_id": f"q{i}"}, with_indices=True)
+    args = rl_args(task, method, seed, profile, out_dir, lr_scale)
+    sampler = training_sampler(args)
     zone = os.path.join(student_dir, "zone.json")
+    before = None
     if os.path.exists(zone):
         with open(zone) as f:
             before = json.load(f)
-    else:  # a student made before zone.json existed
-        before = measure_student(task, model, tokenizer, heldout, seed)
-    args = ZPPOConfig(
-        output_dir=os.path.join(out_dir, f"{method}-seed{seed}"), per_device_train_batch_size=new_prompts * 8,
-        num_generations=8, max_completion_length=task.max_completion_length, max_steps=rl_steps,
-        learning_rate=LR * lr_scale, logging_steps=1, report_to="none", use_cpu=True, bf16=False,
-        activation_checkpointing=False, save_strategy="no", seed=seed, disable_tqdm=True, teacher_column="solution",
-        candidate_max_tokens=task.candidate_max_tokens, hint_prompt_max_tokens=task.hint_prompt_max_tokens,
-        replay_capacity=task.replay_capacity, temperature=1.0, min_p=MIN_P, beta=0.0, **method_config(task, method),
-    )  # fmt: skip
-    completions = []
+        if task.hint_probes is not None and before.get("sampler") != sampler:
+            before = None  # measured with another sampler: measure again
+    if before is None:
+        before = measure_student(task, model, tokenizer, heldout, seed, sampler)
     trainer = ZPPOTrainer(model=model, reward_funcs=task.reward, args=args, train_dataset=train,
                           processing_class=tokenizer)  # fmt: skip
-    original = trainer._generate
-
-    def counting(prompts):
-        completions.append(len(prompts))
-        return original(prompts)
-
-    trainer._generate = counting
-    # loss tokens of plain (new + replayed + experience) rows and of all rows; generated and processed tokens
-    tokens = {"plain": 0, "all": 0, "processed": 0}
-    generate_round = trainer._generate_and_score_completions
-
-    def counting_tokens(inputs):
-        output = generate_round(inputs)
-        if trainer.model.training:
-            mask = output["completion_mask"]
-            hint = output.get(HINT_FLAG, torch.zeros(mask.shape[0], dtype=torch.bool))
-            tokens["plain"] += int(mask[~hint].sum())
-            tokens["all"] += int(mask.sum())
-            tokens["processed"] += int(mask.sum() + output["prompt_mask"].sum())
-        return output
-
-    trainer._generate_and_score_completions = counting_tokens
+    recorder = RoundRecorder(trainer)
+    trainer.add_callback(recorder.callback)
     buf = trainer.replay_buffer
-    family_of = {question_id(row): row["family"] for row in train}
-    admitted_family = {}
-    visit = buf.visit
-
-    def recording_visit(prompt_id, *args, **kwargs):  # which family each admission came from
-        result = visit(prompt_id, *args, **kwargs)
-        if result == "admitted":
-            fam = family_of[prompt_id]
-            admitted_family[fam] = admitted_family.get(fam, 0) + 1
-        return result
-
-    buf.visit = recording_visit
+    family_of = {row["prompt_id"]: row["family"] for row in train}
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start
-    after = measure_student(task, model, tokenizer, heldout, seed)
+    after = measure_student(task, model, tokenizer, heldout, seed, sampler)
     history = [h for h in trainer.state.log_history if "zppo/buffer_size" in h]
+    steps_logged = [h for h in trainer.state.log_history if any(k.startswith("clip_ratio/") for k in h)]
 
-    def mean_of(key):
-        values = [h[key] for h in history if h.get(key) is not None]
+    def mean_of(key, rows=history):
+        values = [h[key] for h in rows if h.get(key) is not None]
         return sum(values) / len(values) if values else None
 
     def by_family(ids):
@@ -383,33 +476,53 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
             out[family_of[pid]] += 1
         return out
 
-    graduated_family, still_family = by_family(g.prompt_id for g in buf.graduations), by_family(buf.ids())
+    graduated_family, still_family = by_family(recorder.graduated), by_family(buf.ids())
+    admitted_family, evicted_family = by_family(recorder.admitted), by_family(recorder.evicted)
     bins = sorted(buf.admitted_by_bin)
     curves = {k: [h.get(f"zppo/total_graduated_bin_{k}", 0.0) for h in history] for k in buf.admitted_by_bin}
+    hard_admitted = {pid for pid in recorder.admitted if family_of[pid] in task.hard_families}
+    bcq_visits = [recorder.hinted.get(pid, {}).get("bcq", 0) for pid in sorted(hard_admitted)]
+    tokens = recorder.tokens
+    generated = tokens["plain_completion"] + tokens["hint_completion"]
+    experience = getattr(trainer, "experience_buffer", None)
+    retrospective = getattr(trainer, "retrospective_buffer", None)
+    report_retro = getattr(trainer, "retrospective_report", None)
+    scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
     return {
         "task": task.name, "method": method, "seed": seed, "pretrain_loss": pretrained["loss"],
         "pretrain_seconds": pretrained.get("seconds"),
+        "recipe": {"updates_per_rollout": updates_per_rollout(args), "lr_scheduler_type": scheduler,
+                   "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
+                   "hint_schedule": getattr(args, "hint_schedule", "same_round"), "sampler": sampler,
+                   "replay_ratio": args.replay_ratio, "hint_ratio": args.hint_ratio, "use_ncq": args.use_ncq,
+                   "rounds": recorder.rounds, "new_prompts_per_round": new_prompts, "pool": len(train)},
+        "clip_fractions": {k: mean_of(f"clip_ratio/{k}_mean", steps_logged) for k in ("region", "low", "high")},
+        "clip_fraction_max": max((h.get("clip_ratio/region_mean", 0.0) for h in steps_logged), default=None),
         "graduation_rate": buf.graduation_rate(), "admitted": buf.total_admitted, "graduated": buf.total_graduated,
         "evicted": buf.total_evicted, "still_in_buffer": len(buf), "replay_capacity": task.replay_capacity,
         "admissions_by_bin": {str(k): v for k, v in sorted(buf.admitted_by_bin.items())},
         "graduations_by_bin": {str(k): buf.graduated_by_bin.get(k, 0) for k in bins},
         "evictions_by_bin": {str(k): buf.evicted_by_bin.get(k, 0) for k in bins},
-        "admissions_by_family": {fam: admitted_family.get(fam, 0) for fam in task.families},
-        "graduations_by_family": graduated_family, "still_by_family": still_family,
-        "evictions_by_family": {fam: admitted_family.get(fam, 0) - graduated_family[fam] - still_family[fam]
-                                for fam in task.families},
+        "admissions_by_family": admitted_family, "graduations_by_family": graduated_family,
+        "still_by_family": still_family, "evictions_by_family": evicted_family,
+        "hard_bcq_hinted_visits": {"admitted": len(bcq_visits), "hinted_twice_or_more": sum(v >= 2 for v in bcq_visits),
+                                   "mean": sum(bcq_visits) / len(bcq_visits) if bcq_visits else None},
         "heldout_family_accuracy_before": before["family"], "heldout_family_accuracy_after": after["family"],
         "heldout_accuracy_before": before["family"]["all"], "heldout_accuracy_after": after["family"]["all"],
         "heldout_hard_accuracy_before": before["family"]["hard"], "heldout_hard_accuracy_after": after["family"]["hard"],
         "heldout_hard_bcq_accuracy_before": before["hard_bcq"], "heldout_hard_bcq_accuracy_after": after["hard_bcq"],
         "heldout_hard_gold_logprob_before": before["hard_gold_logprob"],
         "heldout_hard_gold_logprob_after": after["hard_gold_logprob"],
+        "heldout_probes_before": {k: v for k, v in before.items() if k not in ("family", "per_question", "sampler")},
+        "heldout_probes_after": {k: v for k, v in after.items() if k not in ("family", "per_question", "sampler")},
+        "per_question_before": before.get("per_question"), "per_question_after": after.get("per_question"),
         "bcq_accuracy": mean_of("zppo/bcq_accuracy"), "ncq_accuracy": mean_of("zppo/ncq_accuracy"),
-        "seconds_per_completion": elapsed / max(1, sum(completions)), "seconds_per_step": elapsed / rl_steps,
-        "seconds_per_processed_token": elapsed / max(1, tokens["processed"]),
-        "generated_tokens": tokens["all"], "processed_tokens": tokens["processed"],
+        "seconds": elapsed, "seconds_per_completion": elapsed / max(1, recorder.completions),
+        "seconds_per_step": elapsed / rl_steps,
+        "seconds_per_processed_token": elapsed / max(1, generated + tokens["prompt"]),
+        "generated_tokens": generated, "processed_tokens": generated + tokens["prompt"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "steps": rl_steps,
-        "graduation_curves": curves, "generated_completions": sum(completions),
+        "graduation_curves": curves, "generated_completions": recorder.completions,
         "hint_prompts": sum(h.get(f"zppo/{k}_prompts", 0) for h in history for k in ("bcq", "ncq", "hint", "prefix")),
         "injected_responses": sum(h.get("zppo/injected_responses", 0) for h in history),
         "hints_not_built": sum(h.get("zppo/hints_not_built", 0) for h in history),
@@ -417,12 +530,14 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
                                                                                    "prefix", "experience",
                                                                                    "retrospective")},
         "informative_token_share": mean_of("zppo/informative_token_share"),
-        "plain_token_share": tokens["plain"] / max(1, tokens["all"]), "learning_rate": LR * lr_scale,
+        "plain_token_share": tokens["plain_completion"] / max(1, generated),
+        "learning_rate": task.learning_rate * lr_scale,
         "experience_replayed": sum(h.get("zppo/experience/replayed", 0) for h in history),
-        "experience_stored_trajectories": trainer.experience_buffer.counters()["stored_trajectories"],
-        "experience_retired": trainer.experience_buffer.counters()["retired"],
+        "experience_stored_trajectories": experience.counters()["stored_trajectories"] if experience else 0,
+        "experience_retired": experience.counters()["retired"] if experience else 0,
         "experience_importance_weight_mean": mean_of("zppo/experience/importance_weight_mean"),
-        "retrospective": trainer.retrospective_report() | {"stored": trainer.retrospective_buffer.counters()["stored"]},
+        "retrospective": (report_retro() if report_retro else {"all_replays_success": None})
+        | {"stored": retrospective.counters()["stored"] if retrospective else 0},
     }  # fmt: skip
 
 
@@ -512,6 +627,84 @@ def zppo_vs_grpo_replay(base: dict, zppo: dict) -> dict:
     return out
 
 
+# one-sided 80% Student t quantiles by degrees of freedom (the power calculation)
+T80 = {1: 1.376, 2: 1.061, 3: 0.978, 4: 0.941, 5: 0.920, 6: 0.906, 7: 0.896, 8: 0.889, 9: 0.883, 10: 0.879,
+       12: 0.873, 15: 0.866, 20: 0.860, 25: 0.856, 30: 0.854}  # fmt: skip
+# the decision's thresholds (docs/measurements.md, "A benchmark that can decide"): the smallest differences ZPPO -
+# GRPO† that count, per endpoint, in the endpoint's unit
+DECISION_THRESHOLDS = {"bin0_graduation_rate": 0.10, "hard_heldout_accuracy": 0.03}
+
+
+def _quantile(table: dict, df: int) -> float:
+    return table.get(df, table[max(k for k in table if k <= df)]) if df >= 1 else float("inf")
+
+
+def seeds_needed(sd: float, delta: float, power: float = 0.8) -> int | None:
+    """Seeds for a paired difference of standard deviation `sd` (per seed) so that a true difference of `delta` puts
+    the 95% t-interval's lower bound above 0 with probability `power` (80%), and a true difference of 0 puts its upper
+    bound below `delta` with the same probability: n >= ((t_0.975 + t_0.80) sd / delta)^2, solved with the t quantiles
+    at n - 1 degrees of freedom."""
+    if power != 0.8:
+        raise ValueError("only 80% power is tabulated")
+    if sd == 0:
+        return 2
+    for n in range(2, 1000):
+        if n >= ((_quantile(T975, n - 1) + _quantile(T80, n - 1)) * sd / delta) ** 2:
+            return n
+    return None
+
+
+def _paired(zppo_runs: list[dict], base_runs: list[dict], name: str) -> list[float]:
+    """Per seed, the mean over held-out hard questions of ZPPO's value minus GRPO†'s on the same question."""
+    out = []
+    for z, b in zip(zppo_runs, base_runs, strict=True):
+        zq, bq = z["per_question_after"][name], b["per_question_after"][name]
+        out.append(sum(zq[q] - bq[q] for q in bq) / len(bq))
+    return out
+
+
+def decide(base: dict, zppo: dict) -> dict | None:
+    """The pre-registered decision (docs/measurements.md), for tasks whose runs keep per-question held-out numbers.
+
+    Primary endpoints, each a per-seed paired difference ZPPO - GRPO† (same student, same seed): (1) the 0%-bin
+    graduation rate (graduated / admitted among questions admitted at 0 of G correct); (2) hard held-out plain accuracy,
+    paired per question. Secondary: held-out plain gold log-prob per token, paired per question. An endpoint is *met*
+    when its mean difference is at least its threshold and the 95% t-interval over seeds is above 0, *refuted* when
+    the interval's upper bound is below the threshold, else *open*. ZPPO beats GRPO† when both primaries are met; the
+    claim is refuted when either primary is refuted."""
+    zr, br = zppo["per_seed"], base["per_seed"]
+    if any(r.get("per_question_after") is None for r in zr + br):
+        return None
+
+    def bin0(r):
+        admitted = r["admissions_by_bin"].get("0", 0)
+        return r["graduations_by_bin"].get("0", 0) / admitted if admitted else 0.0
+
+    values = {"bin0_graduation_rate": [bin0(z) - bin0(b) for z, b in zip(zr, br, strict=True)],
+              "hard_heldout_accuracy": _paired(zr, br, "hard"),
+              "hard_gold_logprob_per_token": _paired(zr, br, "hard_gold_logprob_per_token")}  # fmt: skip
+    endpoints = {}
+    for name, diffs in values.items():
+        mean = sum(diffs) / len(diffs)
+        sd = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else None
+        ci = t_interval(diffs)
+        delta = DECISION_THRESHOLDS.get(name)
+        verdict = None
+        if delta is not None and ci is not None:
+            verdict = "met" if mean >= delta and ci[0] > 0 else "refuted" if ci[1] < delta else "open"
+        endpoints[name] = {"per_seed": diffs, "mean": mean, "sd": sd, "ci95": ci, "threshold": delta,
+                           "verdict": verdict, "seeds_needed": seeds_needed(sd, delta) if sd is not None and delta
+                           else None}  # fmt: skip
+    endpoints["bin0_graduation_rate"]["pooled"] = [
+        sum(r["graduations_by_bin"].get("0", 0) for r in runs) / max(1, sum(r["admissions_by_bin"].get("0", 0)
+                                                                          for r in runs))
+        for runs in (zr, br)
+    ]  # fmt: skip
+    primary = [endpoints[k]["verdict"] for k in DECISION_THRESHOLDS]
+    overall = "met" if all(v == "met" for v in primary) else "refuted" if "refuted" in primary else "open"
+    return {"endpoints": endpoints, "verdict": overall, "seeds": len(zr)}
+
+
 def markdown_table(report: dict) -> str:
     """The README's tables for one task: one row per method, sums over seeds for counts, means for the rest."""
 
@@ -580,6 +773,34 @@ def markdown_table(report: dict) -> str:
             f"| {sum(x['stored'] for x in retro)} "
             f"| {pct(_mean([a for a, _ in tries]))} vs {pct(_mean([b for _, b in tries]))} ({len(tries)} seed(s)) |"
         )
+    rows += ["", "| method | updates per rollout | LR schedule | weight decay | hint schedule | clip fraction (region / "
+             "low / high, mean over steps) | BCQ-hinted visits per admitted hard question (>= 2) |",
+             "|---" * 7 + "|"]  # fmt: skip
+    for method, s in report["methods"].items():
+        run = s["per_seed"][0]
+        recipe, clip = (
+            run.get("recipe", {}),
+            [_mean([r["clip_fractions"][k] for r in s["per_seed"]]) for k in ("region", "low", "high")]
+            if "clip_fractions" in run
+            else [],
+        )
+        visits = [r["hard_bcq_hinted_visits"] for r in s["per_seed"] if "hard_bcq_hinted_visits" in r]
+        twice = sum(v["hinted_twice_or_more"] for v in visits)
+        rows.append(f"| {method} | {recipe.get('updates_per_rollout', 'n/a')} | {recipe.get('lr_scheduler_type', 'n/a')} "
+                    f"| {recipe.get('weight_decay', 'n/a')} | {recipe.get('hint_schedule', 'n/a')} | "
+                    + " / ".join("n/a" if c is None else f"{100 * c:.2f}%" for c in clip)
+                    + f" | {_mean([v['mean'] for v in visits]) or 0:.2f} ({twice} of "
+                    f"{sum(v['admitted'] for v in visits)}) |")  # fmt: skip
+    for name, d in (report.get("decision") or {}).items():
+        parts = []
+        for endpoint, e in d["endpoints"].items():
+            ci = "" if e["ci95"] is None else f" [95% CI {e['ci95'][0]:+.3f}, {e['ci95'][1]:+.3f}]"
+            parts.append(
+                f"{endpoint} {e['mean']:+.3f}{ci} ({e['verdict'] or 'secondary'}; seeds needed "
+                f"{e['seeds_needed'] if e['seeds_needed'] is not None else 'n/a'})"
+            )
+        rows += ["", f"Decision, {name} - GRPO† over {d['seeds']} seed(s): " + "; ".join(parts)
+                 + f". Verdict: {d['verdict']}"]  # fmt: skip
     verdict = report.get("zppo_vs_grpo_replay")
     if verdict:
         ci = verdict["hard_heldout_gain_difference_ci95"]
@@ -628,6 +849,9 @@ def task_report(task: Task, methods: list[str], seeds: list[int], runs: dict) ->
     base, zppo = report["methods"].get("grpo_replay"), report["methods"].get("zppo")
     if base and zppo:
         report["zppo_vs_grpo_replay"] = zppo_vs_grpo_replay(base, zppo)
+        for name, summary in report["methods"].items():  # every ZPPO variant against GRPO†
+            if name.startswith("zppo") and (verdict := decide(base, summary)) is not None:
+                report.setdefault("decision", {})[name] = verdict
         # kept under their old names for readers of earlier reports
         for name in ("graduation", "bin0_graduation"):
             report[f"zppo_vs_grpo_replay_{name}_ratio"] = report["zppo_vs_grpo_replay"][f"{name}_ratio"]
@@ -663,7 +887,7 @@ def main():
         model.save_pretrained(folder)
         with open(os.path.join(folder, "zone.json"), "w") as f:  # before pretrain.json, which marks the student done
             heldout = task.make_datasets(seed, *task.profiles[profile][3:])[1]
-            json.dump(measure_student(task, model, build_char_tokenizer(), heldout, seed), f)
+            json.dump(measure_student(task, model, build_char_tokenizer(), heldout, seed, task_sampler(task)), f)
         with open(os.path.join(folder, "pretrain.json"), "w") as f:
             json.dump({"loss": loss, "steps": task.profiles[profile][0], "seed": seed, "seconds": seconds}, f)
         return

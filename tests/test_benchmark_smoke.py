@@ -247,9 +247,9 @@ def shift(bench):
 
 
 def test_shift_answers_write_the_key_then_the_shifted_digits_and_the_reward_reads_the_digits(shift):
-    assert shift.written("472", 8) == "8:250" and shift.shifted("090", 1) == "101"
-    assert shift.reward(["8:250", "3:250x", "250", "8:251"], answer=["250"] * 4) == [1.0, 0.0, 0.0, 0.0]
-    assert shift.reward.extract_answer("1:300") == "300"  # what NCQ lists as wrong
+    assert shift.written("472", 8) == "8" and shift.row("k", "472", "hard")["answer"] == str(shift.KEYS["k"])
+    assert shift.reward(["8", " 8\n", "8x", "3"], answer=["8"] * 4) == [1.0, 1.0, 0.0, 0.0]
+    assert shift.reward.extract_answer("1\n") == "1"  # what NCQ lists as wrong: what the reward reads
     for op, wrong in shift.MISCONCEPTIONS.items():  # three wrong keys per hard operator, never its true key
         assert len(set(wrong)) == 3 and shift.KEYS[op] not in wrong
 
@@ -286,7 +286,7 @@ def test_shift_probes_sham_bcq_shows_no_right_answer(shift):
         own = shift.own_wrong(*shift.parse(r["prompt"]))
         assert f"\n{r['solution']}\n" in real["prompt"] and f"\n{own}\n" in real["prompt"]
         assert f"\n{r['solution']}\n" not in sham["prompt"] and f"\n{own}\n" in sham["prompt"]
-        assert "all WRONG" in ncq["prompt"] and r["answer"] not in ncq["prompt"].split("?", 1)[1]
+        assert f"WRONG: \\boxed{{{own}}}." in ncq["prompt"] and f"\n{r['answer']}\n" not in ncq["prompt"]
 
 
 def test_seeds_needed_and_the_decision(bench):
