@@ -27,6 +27,7 @@ VARIANTS = {  # the other methods' rounds must be identical on both ranks too
     "teacher_response": dict(hint_type="teacher_response"),
     "experience": dict(experience_ratio=0.5, experience_start_accuracy=0.0),
     "retrospective": dict(retrospective_ratio=0.5),
+    "next_round": dict(hint_schedule="next_round", retrospective_ratio=0.5),
 }
 variant = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] in VARIANTS else None
 HARD = set(range(0, 16, 2))

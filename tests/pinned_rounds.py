@@ -40,6 +40,7 @@ METHODS = {
     "zppo_exgrpo_retrospective": dict(
         replay_ratio=0.5, hint_ratio=0.5, experience_ratio=0.5, experience_start_accuracy=0.0, retrospective_ratio=0.5
     ),  # fmt: skip
+    "zppo_next_round": dict(replay_ratio=0.5, hint_ratio=0.5, hint_schedule="next_round", retrospective_ratio=0.5),
     "zppo_four_updates": dict(replay_ratio=0.5, hint_ratio=0.5, steps_per_generation=2, gradient_accumulation_steps=1),
 }
 

@@ -9,7 +9,9 @@ import pytest
 
 import zppo_trl
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(zppo_trl.__path__, "zppo_trl."))
+MODULES = sorted(
+    m.name for m in pkgutil.walk_packages(zppo_trl.__path__, "zppo_trl.") if not m.name.endswith("__main__")
+)
 
 
 def run_examples(module) -> tuple[int, int]:

@@ -72,7 +72,9 @@ def test_two_processes_identical_deterministic_and_resumable(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["prefix_exclude", "teacher_response", "experience", "retrospective"])
+@pytest.mark.parametrize(
+    "variant", ["prefix_exclude", "teacher_response", "experience", "retrospective", "next_round"]
+)
 def test_two_processes_agree_on_the_baselines_and_the_normaliser(tmp_path, variant):
     torchrun(tmp_path, variant)
     rounds = read_ranks(tmp_path, f"{variant}-")  # identical buffers, hint prompts and logged zppo/* on both ranks
@@ -83,6 +85,9 @@ def test_two_processes_agree_on_the_baselines_and_the_normaliser(tmp_path, varia
     elif variant == "retrospective":  # identical stored states and continuation counts on both ranks
         assert any(h["kind"] == "retrospective" for r in rounds for h in r["last"]["hints"]), "no state was continued"
         assert rounds[-1]["retrospective"]["totals"]["stored"] > 0
+    elif variant == "next_round":  # hints planned in one round, rolled out in the next, identically on both ranks
+        assert any(r["last"].get("pending") for r in rounds) and any(r["last"]["hints"] for r in rounds[1:])
+        assert not rounds[0]["last"]["hints"]
     elif variant == "prefix_exclude":
         assert any(h["kind"] == "prefix" for r in rounds for h in r["last"]["hints"]), "no prefix groups ran"
         logged = [r["logged"] for r in rounds if r["logged"]]  # on_step_end sees the previous step's log

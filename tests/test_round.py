@@ -75,3 +75,35 @@ def test_without_a_teacher_only_ncq_and_with_hints_off_grpo_with_the_buffer(tmp_
     args, seams, state = make(tmp_path, hint_ratio=0.0)
     result = run_round([DATA[0], DATA[1]], state, seams)
     assert result.record["hints"] == [] and len(seams.passes) == 1 and result.record["admitted_ids"] == [0]
+
+
+def test_next_round_rolls_the_hints_out_with_the_next_plain_prompts_in_one_pass(tmp_path):
+    args, seams, state = make(tmp_path, hint_schedule="next_round")
+    first = run_round([DATA[0], DATA[1]], state, seams)
+    # round 0: the hints are planned from its plain rollouts but not rolled out: one pass, plain rows only
+    assert len(seams.passes) == 1 and first.record["hints"] == []
+    assert [kind for kind, _ in state.pending] == ["bcq", "ncq"] and first.record["pending"][0]["prompt_id"] == 0
+    assert not first.output["zppo_is_hint"].any() and seams.metrics["zppo/bcq_prompts"] == [0.0]
+
+    second = run_round([DATA[2], DATA[3]], state, seams)
+    # round 1: one pass holds its plain groups (2 new + 1 replay) and last round's two hint groups, fresh samples
+    assert len(seams.passes) == 2 and len(seams.passes[1]) == (3 + 2) * 4
+    assert [r["zppo_kind"] for r in seams.passes[1][::4]] == ["plain", "plain", "replay", "bcq", "ncq"]
+    assert [h["kind"] for h in second.record["hints"]] == ["bcq", "ncq"]
+    assert second.output["zppo_is_hint"].tolist() == [False] * 12 + [True] * 8
+    # scored against the original gold, trained with the round (the BCQ group: 1 right of 4), never a plain visit
+    rewards = torch.tensor([0.0] * 4 + [1.0] * 4 + [0.0] * 4 + [1.0, 0.0, 0.0, 0.0] + [0.0] * 4)
+    assert torch.allclose(second.output["advantages"], zppo_advantages(rewards, 4))
+    assert state.buffer.ids() == [0, 2] and seams.metrics["zppo/bcq_accuracy"][-1] == 0.25
+    # for round 2: the hardest question's BCQ and NCQ (hint_ratio 1.0 x 2 new prompts = 2 slots; q2 is new, q0 a
+    # replay, both 0/4: the tie goes to the round's first group)
+    assert [(kind, row["prompt_id"]) for kind, row in state.pending] == [("bcq", 2), ("ncq", 2)]
+
+
+def test_next_round_rolls_a_text_row_of_another_form_apart(tmp_path):
+    args, seams, state = make(tmp_path, hint_schedule="next_round")
+    text_row = {**DATA[2], "prompt": prompt_text(DATA[2]["prompt"]) + "\nSo far:", "zppo_kind": "retrospective"}
+    state.pending = [("retrospective", text_row)]
+    run_round([DATA[0], DATA[1]], state, seams)
+    # the chat plain rows and the rendered-text row cannot share TRL's pass: two passes, the text one apart
+    assert [len(p) for p in seams.passes] == [8, 4] and seams.passes[1][0]["zppo_kind"] == "retrospective"

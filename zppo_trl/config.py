@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
 
 from trl import GRPOConfig
 
+from .methods import exgrpo
 from .methods.baselines import HINT_TYPES
 from .round.advantages import ADVANTAGE_ESTIMATORS
+from .teachers.server import url_has_credentials
 from .templates import ANSWER_FORMAT_INSTRUCTION
+
+HINT_SCHEDULES = ("same_round", "next_round")
 
 
 @dataclass
@@ -57,40 +60,37 @@ class ZPPOConfig(GRPOConfig):
             paper's sentence is `zppo_trl.ANSWER_FORMAT_INSTRUCTION`; pass `"paper"` to use it.
 
         hint_type (`str`, *optional*, defaults to `"bcq_ncq"`):
-            How the teacher's solution reaches the student on the round's hardest questions: `"bcq_ncq"` (ZPPO),
-            or one of the paper's baselines, `"hint"` (an answer-free hint in `<hint>` tags) or `"prefix"` (the
-            first `prefix_fraction` of a correct solution starts the answer, masked from the loss) or
-            `"teacher_response"` (GRPO† + teacher response: no extra group; one wrong rollout of the question's plain
-            group is replaced by a correct teacher response scored 1, after the buffer update, and the advantages
-            are recomputed; off-policy by design, the baseline the paper argues against); see
-            `zppo_trl.baselines`. All use the same buffer, the same hardest-first choice and the same `hint_ratio` cap
-            (one group per question for `hint`/`prefix`, up to two for `bcq_ncq`, one injected response per group for
-            `teacher_response`). `use_bcq`/`use_ncq` apply to `"bcq_ncq"` only: turning either off with another type
-            raises, as does a baseline with `hint_ratio=0`, and `teacher_response` with `beta != 0` or
-            `multi_objective_aggregation="normalize_then_sum"`.
+            How the teacher's solution reaches the student on the round's hardest questions: `"bcq_ncq"` (ZPPO), or
+            one of the paper's baselines (`zppo_trl.methods.baselines`): `"hint"` (an answer-free hint in the prompt),
+            `"prefix"` (the first `prefix_fraction` of a correct solution starts the answer, masked from the loss),
+            `"teacher_response"` (GRPO† + teacher response: one wrong rollout of the plain group replaced by a correct
+            teacher response scored 1; off-policy by design). All share the buffer, the hardest-first choice and the
+            `hint_ratio` cap; `use_bcq`/`use_ncq` apply to `"bcq_ncq"` only.
+        hint_schedule (`str`, *optional*, defaults to `"same_round"`):
+            When a round's hint groups are rolled out. `"same_round"` (the paper's order): built from this round's
+            plain rollouts and rolled out in a second generation pass of the same round. `"next_round"`: rolled out
+            with the next round's plain prompts in its one generation pass (fresh on-policy samples; only the wrong
+            candidate comes from a policy one update older). The first round then has no hint groups, and the hints
+            planned in the last round are left in the saved state (a continued run rolls them out). Applies to every
+            extra group (BCQ/NCQ, Hint, Prefix, Retrospective Replay's states); a prompt of another form than the
+            plain rows (a Prefix or state row is rendered text) still takes a pass of its own.
         prefix_fraction (`float`, *optional*, defaults to `0.4`):
             α of the Prefix baseline: the share of a correct teacher solution's tokens given as the start of the answer.
 
         > Parameters of the other source papers' replay methods (off by default; combine freely with ZPPO)
 
         experience_ratio (`float`, *optional*, defaults to `0.0`):
-            ExGRPO (arXiv 2510.02245): the experience buffer keeps the successful rollouts (token ids, generating
-            log-probs) of partially solved questions (0 < k < G correct) and retires a question solved G/G. Once a
-            round's plain pass@1 exceeds `experience_start_accuracy`, `experience_ratio * N` questions per round are
-            drawn (accuracy buckets weighted by N(k/G; 0.5, 1)) and rolled out G times; the last rollout of each such
-            group is replaced by the question's stored success with the lowest mean entropy under the current policy,
-            trained with the shaped, unclipped weight f(w) = w / (w + `experience_beta`) (see `zppo_trl.experience`).
-            Needs `beta=0`, token-level importance sampling and a `loss_type` whose loss is linear in the ratio
-            (`grpo`, `bnpo`, `dr_grpo`, `dapo`, `cispo`). A question may sit in both buffers but is replayed by at
-            most one per round (ZPPO's replay draws first).
+            ExGRPO (arXiv 2510.02245, `zppo_trl.methods.exgrpo`): once a round's plain pass@1 exceeds
+            `experience_start_accuracy`, `experience_ratio * N` partially solved questions per round are rolled out G
+            times, the last rollout replaced by a stored success of the question trained with the shaped, unclipped
+            weight f(w) = w / (w + `experience_beta`). Needs `beta=0`, token-level importance sampling and a
+            `loss_type` linear in the ratio (`grpo`, `bnpo`, `dr_grpo`, `dapo`, `cispo`).
         experience_start_accuracy, experience_beta, experience_capacity:
             The delayed-start threshold (0.35), β of f(w) (0.1) and the number of questions kept (FIFO).
         retrospective_ratio (`float`, *optional*, defaults to `0.0`):
-            Retrospective Replay (arXiv 2504.14363), adapted to GRPO without a value model (ours; see
-            `zppo_trl.retrospective`): a prefix of a successful rollout of a hard question (the first
-            `retrospective_state_fraction` of its tokens, cut at a step boundary) is a state; a stored state is
-            continued G times as its own group, the prefix masked from the loss (the Prefix baseline's path), while its
-            continuations succeed more often than the question's plain rollouts.
+            Retrospective Replay (arXiv 2504.14363), adapted to GRPO (ours, `zppo_trl.methods.retrospective`): a
+            prefix of a successful rollout of a hard question is a state, continued G times as its own group (the
+            prefix masked from the loss) while its continuations beat the question's plain rollouts.
         retrospective_state_fraction, retrospective_capacity:
             The share of the rollout kept as the state (0.5) and the number of states kept (FIFO).
 
@@ -103,13 +103,10 @@ class ZPPOConfig(GRPOConfig):
             A teacher model sampled `teacher_num_samples` times per hard question, correct samples kept: a local HF
             model id/path, or, with `teacher_base_url`, the model name an OpenAI-compatible server serves.
         teacher_base_url (`str`, *optional*):
-            An OpenAI-compatible chat endpoint (`vllm serve`, `trl vllm-serve`, any provider); the API key is read
-            from the `OPENAI_API_KEY` environment variable, never from the config.
-        teacher_num_samples (`int`, *optional*, defaults to `4`):
-            G_T, teacher samples per hard question on every visit (paper §2 step 3).
-        teacher_max_new_tokens, teacher_timeout, teacher_max_concurrency, teacher_compress:
-            Sampling length, per-request timeout (s), concurrent server requests, and the paper's optional
-            5-line compression of each kept sample (model teacher).
+            An OpenAI-compatible chat endpoint; the API key is read from `OPENAI_API_KEY`, never from the config.
+        teacher_num_samples, teacher_max_new_tokens, teacher_timeout, teacher_max_concurrency, teacher_compress:
+            G_T samples per hard question on every visit (4, paper §2 step 3), sampling length, per-request
+            wall-clock timeout (s), concurrent server requests, and the paper's optional 5-line compression.
 
         > Parameters that control correctness and advantages
 
@@ -122,27 +119,17 @@ class ZPPOConfig(GRPOConfig):
             `"zppo"`: the paper's "Norm w/o Zero" (group-centred, then normalised over the non-trivial groups of
             the round; trivial groups get 0). `"grpo"`: TRL's own estimator (`scale_rewards` etc. apply).
         exclude_zero_variance_groups (`bool`, *optional*, defaults to `False`):
-            Leave the rollouts of groups whose rewards are all equal (all right or all wrong: zero advantage, no
-            gradient) out of the loss normaliser: out of `num_items_in_batch` for `dapo`/`cispo`/`vespo`, and out of
-            the micro-batch for the per-micro-batch normalisers of `grpo`/`sapo`/`bnpo`/`dr_grpo`/`luspo` (which
-            then run as one forward, without the plain/hint split), so the informative groups get the step they
-            would get alone. `False` is the paper's token-level aggregation over every rollout.
-            With `beta > 0` the dropped rollouts' KL term goes too (they carry no other loss).
+            Leave the rollouts of groups whose rewards are all equal (no gradient) out of the loss normaliser, so the
+            informative groups get the step they would get alone. `False` is the paper's token-level aggregation.
 
         > Parameters that control the published model
 
         base_model_id (`str`, *optional*):
-            Hub id of the base model (e.g. `"Qwen/Qwen2.5-0.5B-Instruct"`), recorded as `base_model_name_or_path` in
-            a saved adapter's `adapter_config.json` and as `base_model` in its model card, so that the pushed adapter
-            loads anywhere. Needed only when the model was loaded from a local folder: a Hub id is recorded as it
-            is, and the embedded SmolLM2-135M-Instruct is recognised by itself. Without it, a local base is kept as a
-            path and a push warns that nobody else can load the adapter.
+            Hub id of the base model, recorded in a saved adapter's `adapter_config.json` and model card so that a
+            pushed adapter loads anywhere; needed only when the model was loaded from a local folder.
         push_dataset_rows (`bool`, *optional*, defaults to `False`):
             Upload the buffered questions' dataset rows with a Hub push. By default what a push uploads holds no
-            dataset text: the output folder's `zppo_buffer_state.json` keeps question ids and statistics, and
-            checkpoints keep the rows only while they are not uploaded (`hub_strategy` "every_save" or "end");
-            under "checkpoint" / "all_checkpoints" they are left out and a resume finds them again in the training
-            set by question id.
+            dataset text (ids and statistics); rows stay in local checkpoints, or are found again by id on resume.
 
     NOTE: the only GRPOConfig default changed is `epsilon_high=0.28` (paper clip range (0.20, 0.28)). The optimizer
     fields keep TRL's defaults (one update per rollout, linear decay, no weight decay), so that switching from
@@ -208,6 +195,14 @@ class ZPPOConfig(GRPOConfig):
             "paper's baselines 'hint' (answer-free hint in the prompt), 'prefix' (forced solution prefix) or "
             "'teacher_response' (a correct teacher response injected into the student's group).",
             "choices": list(HINT_TYPES),
+        },
+    )
+    hint_schedule: str = field(
+        default="same_round",
+        metadata={
+            "help": "When hint groups are rolled out: 'same_round' (the paper's order, a second generation pass) or "
+            "'next_round' (with the next round's plain prompts, in one generation pass).",
+            "choices": list(HINT_SCHEDULES),
         },
     )
     prefix_fraction: float = field(
@@ -335,7 +330,7 @@ class ZPPOConfig(GRPOConfig):
         _check_range("correct_threshold", self.correct_threshold, None, None, fix="Use 0.5 for 0/1 rewards.")
         for name in ("replay_ratio", "hint_ratio"):
             _check_range(name, getattr(self, name), 0.0, None, fix="Use 0.25 (paper default) or 0 to turn it off.")
-        for name in ("replay_capacity", "candidate_max_tokens", "hint_prompt_max_tokens"):
+        for name in POSITIVE_INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}. Keep the default or raise it.")
@@ -346,6 +341,8 @@ class ZPPOConfig(GRPOConfig):
             )
         if self.hint_type not in HINT_TYPES:
             raise ValueError(f"`hint_type` must be one of {HINT_TYPES}, got {self.hint_type!r}.")
+        if self.hint_schedule not in HINT_SCHEDULES:
+            raise ValueError(f"`hint_schedule` must be one of {HINT_SCHEDULES}, got {self.hint_schedule!r}.")
         _check_range("prefix_fraction", self.prefix_fraction, 0.0, 1.0, low_open=True, fix="Use 0.4 (paper default).")
         if self.hint_type != "bcq_ncq" and not (self.use_bcq and self.use_ncq):
             raise ValueError(
@@ -376,12 +373,8 @@ class ZPPOConfig(GRPOConfig):
         _check_range(
             "retrospective_state_fraction", self.retrospective_state_fraction, 0.0, 1.0, low_open=True, fix="Use 0.5."
         )
-        for name in ("experience_capacity", "retrospective_capacity"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}. Keep the default or raise it.")
         if self.experience_ratio > 0:
-            _check_experience_compatible(self)
+            exgrpo.check_compatible(self)
         if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
             raise ValueError(
                 f"`advantage_estimator` must be one of {ADVANTAGE_ESTIMATORS}, got {self.advantage_estimator!r}."
@@ -399,57 +392,27 @@ class ZPPOConfig(GRPOConfig):
             # the config is saved (training_args.bin, checkpoints) and shown (model card): a secret must not be in it
             raise ValueError(
                 "`teacher_base_url` carries credentials (user:password@host, or a key or token in its query): the "
-                "config is saved with the model and "
-                "pushed to the Hub, so they would be published. Remove them from the URL and put the key in the "
-                "OPENAI_API_KEY environment variable (sent as a Bearer token, never saved)."
+                "config is saved with the model and pushed to the Hub, so they would be published. Remove them from "
+                "the URL and put the key in the OPENAI_API_KEY environment variable (sent as a Bearer token, never saved)."
             )
         if self.teacher_base_url is not None and self.teacher_model is None:
             raise ValueError(
                 f"`teacher_base_url={self.teacher_base_url!r}` needs `teacher_model`, the model name the server serves."
             )
-        for name in ("teacher_num_samples", "teacher_max_new_tokens", "teacher_max_concurrency"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         _check_range("teacher_timeout", self.teacher_timeout, 0.0, None, low_open=True, fix="Use e.g. 60 seconds.")
         super().__post_init__()
 
 
-_SECRET_QUERY_KEYS = {"key", "api_key", "apikey", "api-key", "token", "access_token", "password", "secret"}
-
-
-def url_has_credentials(url: str) -> bool:
-    """Whether `url` carries a secret: a user or password before the host, or a key/token/password query field."""
-    parts = urlsplit(url)
-    return (
-        parts.username is not None
-        or parts.password is not None
-        or any(name.lower() in _SECRET_QUERY_KEYS for name, _ in parse_qsl(parts.query, keep_blank_values=True))
-    )
-
-
-# TRL losses that are linear in the importance ratio coef (see `experience.shaped_surrogate`)
-EXPERIENCE_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo")
-
-
-def _check_experience_compatible(config) -> None:
-    """ExGRPO's shaped weight reaches TRL's loss as a surrogate log-prob with a ratio of exactly 1; the options below
-    read the log-probs in other ways (a KL term, a sequence-level ratio, a mask on the ratio, a non-linear gate)."""
-    faults = []
-    if config.beta != 0:
-        faults.append(f"beta={config.beta} (set beta=0.0)")
-    if config.loss_type not in EXPERIENCE_LOSS_TYPES:
-        faults.append(f"loss_type={config.loss_type!r} (use one of {EXPERIENCE_LOSS_TYPES})")
-    if config.importance_sampling_level != "token":
-        faults.append(f"importance_sampling_level={config.importance_sampling_level!r} (use 'token')")
-    if getattr(config, "off_policy_mask_threshold", None) is not None:
-        faults.append(f"off_policy_mask_threshold={config.off_policy_mask_threshold} (leave it None)")
-    if config.multi_objective_aggregation != "sum_then_normalize":
-        faults.append(f"multi_objective_aggregation={config.multi_objective_aggregation!r} (use 'sum_then_normalize')")
-    if faults:
-        raise ValueError(
-            f"`experience_ratio={config.experience_ratio}` (ExGRPO) cannot be combined with " + "; ".join(faults) + "."
-        )
+POSITIVE_INT_FIELDS = (
+    "replay_capacity",
+    "candidate_max_tokens",
+    "hint_prompt_max_tokens",
+    "experience_capacity",
+    "retrospective_capacity",
+    "teacher_num_samples",
+    "teacher_max_new_tokens",
+    "teacher_max_concurrency",
+)
 
 
 def _check_range(name, value, low, high, low_open=False, fix=""):

@@ -171,6 +171,30 @@ def delayed_start(pass_at_1: float, threshold: float = 0.35) -> bool:
     return pass_at_1 > threshold
 
 
+# TRL losses that are linear in the importance ratio coef (see `shaped_surrogate`)
+EXPERIENCE_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo")
+
+
+def check_compatible(config) -> None:
+    """ExGRPO's shaped weight reaches TRL's loss as a surrogate log-prob with a ratio of exactly 1; the options below
+    read the log-probs in other ways (a KL term, a sequence-level ratio, a mask on the ratio, a non-linear gate)."""
+    faults = []
+    if config.beta != 0:
+        faults.append(f"beta={config.beta} (set beta=0.0)")
+    if config.loss_type not in EXPERIENCE_LOSS_TYPES:
+        faults.append(f"loss_type={config.loss_type!r} (use one of {EXPERIENCE_LOSS_TYPES})")
+    if config.importance_sampling_level != "token":
+        faults.append(f"importance_sampling_level={config.importance_sampling_level!r} (use 'token')")
+    if getattr(config, "off_policy_mask_threshold", None) is not None:
+        faults.append(f"off_policy_mask_threshold={config.off_policy_mask_threshold} (leave it None)")
+    if config.multi_objective_aggregation != "sum_then_normalize":
+        faults.append(f"multi_objective_aggregation={config.multi_objective_aggregation!r} (use 'sum_then_normalize')")
+    if faults:
+        raise ValueError(
+            f"`experience_ratio={config.experience_ratio}` (ExGRPO) cannot be combined with " + "; ".join(faults) + "."
+        )
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # the round's steps (the state is `round.state.RunState`: its `experience` buffer and `experience_on` latch)
 

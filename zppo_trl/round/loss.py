@@ -53,8 +53,21 @@ class LossSeamMixin:
             if args.exclude_zero_variance_groups and self.loss_type in PER_MICRO_BATCH_LOSSES:
                 # zero-advantage rows leave per-micro-batch normalisers too (token-level losses: num_items_in_batch)
                 self._buffered_inputs = [drop_zero_variance_rows(chunk) for chunk in self._buffered_inputs]
+            self._buffered_inputs = self._split_only_where_every_process_does(self._buffered_inputs)
             inputs = self._buffered_inputs[self._step % args.steps_per_generation]
         return inputs
+
+    def _split_only_where_every_process_does(self, chunks: list[dict]) -> list[dict]:
+        """A micro-batch runs as two forwards (`_split_forward`) only where it mixes plain and hint rows on every
+        process: a sharded or DDP model's forward is a collective, so every process must run as many. A round's
+        passes are split evenly over processes, so this holds when hint rows have passes of their own; when they
+        ride in the plain pass (`hint_schedule="next_round"`) one process may hold more of them. One gather per
+        round (every process calls it)."""
+        if self.accelerator.num_processes == 1 or not chunks or HINT_FLAG not in chunks[0]:
+            return chunks
+        mixed = torch.tensor([bool(c[HINT_FLAG].any() and not c[HINT_FLAG].all()) for c in chunks], dtype=torch.long)
+        everywhere = self.accelerator.gather(mixed.to(self.accelerator.device)).view(-1, len(chunks)).min(dim=0).values
+        return [c if split else {k: v for k, v in c.items() if k != HINT_FLAG} for c, split in zip(chunks, everywhere)]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # TRL's loss calls `_get_per_token_logps_and_entropies` without the batch; it needs the hint flags (TRL offers

@@ -1,11 +1,13 @@
 """One generation round of ZPPO, top to bottom (paper Alg. 1, App. C), and every method's place in it.
 
     1. plan      the new prompts (TRL's sampler) + replayed hard questions + ExGRPO's experience questions
-    2. plain     one TRL pass over them; the buffer learns from these rollouts only
+    2. plain     one TRL pass over them (with `hint_schedule="next_round"`, also the extra groups planned last
+                 round); the buffer learns from the plain rollouts only
     3. observe   visits per question; ExGRPO reads its successes; the buffer admits, refreshes, graduates
     4. edit      GRPO† + teacher response / ExGRPO replace rollouts of the plain pass (off-policy methods)
     5. extra     hint groups for the hardest questions (BCQ/NCQ or a baseline's), Retrospective Replay's states,
-                 each rolled out fresh as groups of their own (a pass per prompt form: chat or rendered text)
+                 each rolled out fresh as groups of their own: now, in a pass per prompt form (`same_round`, the
+                 paper's order), or in the next round's plain pass (`next_round`)
     6. train     advantages over the whole round (the paper's Norm w/o Zero, or TRL's), which groups teach anything
     7. record    metrics and the round's record
 
@@ -69,11 +71,23 @@ def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
     kinds = ["plain"] * num_new + ["replay"] * len(replay_ids) + ["experience"] * len(experience_ids)
     plain_groups = [as_model_input(r, kind, args.answer_format_instruction) for r, kind in zip(rows, kinds)]
 
-    # 2. the plain pass
-    plain = seams.rollout(plain_groups, gather=True)
-    rewards = plain.rewards
+    # 2. the plain pass; with `hint_schedule="next_round"` the extra groups planned last round ride in it (those of
+    # the plain rows' prompt form: TRL tokenizes a pass either as chat or as text) and are rolled out fresh now
+    riding, apart = [], []
+    if args.hint_schedule == "next_round":
+        chat = not isinstance(plain_groups[0]["prompt"], str)
+        riding = [g for g in state.pending if (not isinstance(g[1]["prompt"], str)) == chat]
+        apart = [g for g in state.pending if (not isinstance(g[1]["prompt"], str)) != chat]
+        state.pending = []
+    plain = seams.rollout(plain_groups + [row for _, row in riding], gather=True)
+    n_plain = len(plain_groups) * G  # the pass's first rows are the plain groups' (global order)
+    rewards, riding_rewards, completions = (
+        plain.rewards[:n_plain],
+        plain.rewards[n_plain:],
+        plain.completions[:n_plain],
+    )
     correct, scored = correct_and_scored(rewards, seams)
-    all_visits = round_visits(rows, new_ids + replay_ids + experience_ids, correct, scored, plain.completions)
+    all_visits = round_visits(rows, new_ids + replay_ids + experience_ids, correct, scored, completions)
     visits = all_visits[: num_new + len(replay_ids)]  # ZPPO's: new and replayed questions
 
     # 3. observe: ExGRPO reads its successes before any row is replaced; the buffer sees one visit per question
@@ -98,7 +112,7 @@ def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
         hints, teacher_failures, unbuilt = zppo.hint_groups(questions, num_new, unit, state.round, seams)
     states = retrospective.plan_states(state, num_new, unit, {row["prompt_id"] for _, row in hints}, seams)
     if args.retrospective_ratio > 0:
-        retrospective.harvest_states(state, visits, correct, scored, plain.completions, seams)
+        retrospective.harvest_states(state, visits, correct, scored, completions, seams)
     experience_rows = []
     if experience_ids:  # the last rollout of each experience group becomes a stored success
         rewards, experience_rows = exgrpo.replay(
@@ -106,36 +120,57 @@ def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
         )
     exgrpo.store(state, harvested)
 
-    # the extra passes: hint rows and state rows (a state row is a rendered text prompt, it ends inside the
-    # assistant turn, and TRL tokenizes a pass either as chat or as text)
-    output, extra_rewards = plain.output, []
-    output[HINT_FLAG] = torch.zeros_like(output["advantages"], dtype=torch.bool)
-    for groups in (hints, states):
+    # the extra groups: rolled out now in passes of their own (`same_round`: this round's; `next_round`: last round's
+    # of the other prompt form), or kept for the next round's plain pass (`next_round`). A state row is a rendered
+    # text prompt (it ends inside the assistant turn) and takes its own pass
+    if args.hint_schedule == "next_round":
+        state.pending, passes = hints + states, [apart]
+    else:
+        passes = [hints, states]
+    output, pass_rewards, extra_rewards = plain.output, [rewards], []
+    if riding:
+        pass_rewards[0] = torch.cat([rewards, riding_rewards])
+        extra_rewards.append(riding_rewards)
+    for groups in passes:
         if groups:
             extra = seams.rollout([row for _, row in groups], metrics_prefix="zppo/hint/")
+            pass_rewards.append(extra.rewards)
             extra_rewards.append(extra.rewards)
-            extra.output[HINT_FLAG] = torch.ones_like(extra.output["advantages"], dtype=torch.bool)
             output = concat_rollout_batches(output, extra.output, seams.text.pad_token_id)
+    extra_groups = riding + [g for groups in passes for g in groups]  # rolled out this round, in row order
+    extra_correct = extra_scored = None
+    if extra_rewards:
+        extra_correct, extra_scored = correct_and_scored(torch.cat(extra_rewards), seams)
     replays = (0, 0)
-    if states:
-        replays = retrospective.record_replays(state, states, *correct_and_scored(extra_rewards[-1], seams))
-    extra_groups = hints + states
+    continued = torch.tensor([kind == "retrospective" for kind, _ in extra_groups], dtype=torch.bool)
+    if continued.any():
+        continued_groups = [g for g, on in zip(extra_groups, continued.tolist()) if on]
+        replays = retrospective.record_replays(
+            state, continued_groups, extra_correct[continued], extra_scored[continued]
+        )
+    hint_rows = torch.cat(
+        [torch.zeros(n_plain, dtype=torch.bool), torch.ones(len(extra_groups) * G, dtype=torch.bool)]
+    )
+    output[HINT_FLAG] = local_part(hint_rows, pass_rewards, seams).to(output["advantages"].device)
     if args.experience_ratio > 0:
         output.update(exgrpo.experience_columns(output["completion_ids"], experience_rows))
 
     # 6. advantages over the whole round (plain and extra groups together); which groups teach anything
-    round_rewards = [total_rewards(r, seams) for r in (rewards, *extra_rewards)]
+    round_rewards = [total_rewards(r, seams) for r in (rewards, *extra_rewards)]  # plain, then each extra part
+    flat_rewards = torch.cat(round_rewards)
     if args.advantage_estimator == "zppo":
-        advantages = zppo_advantages(torch.cat(round_rewards), G)
-        output["advantages"] = local_part(advantages, round_rewards, seams)
+        advantages = zppo_advantages(flat_rewards, G)
+        output["advantages"] = local_part(advantages, pass_rewards, seams)
         seams.show_advantages(advantages.tolist())
-    elif injected or experience_rows:  # TRL's advantages predate the replaced rows: its formula on the new rewards
-        advantages = baselines.grpo_advantages(round_rewards[0], G, seams.scale_rewards)
-        output["advantages"] = local_part(advantages, round_rewards, seams)
+    elif injected or experience_rows:  # TRL's advantages of the first pass predate the replaced rows: its formula
+        first_pass = total_rewards(pass_rewards[0], seams)  # on the new rewards (plain, and riding groups if any)
+        advantages = baselines.grpo_advantages(first_pass, G, seams.scale_rewards)
+        mine = process_share(advantages, seams.num_processes, seams.process_index)
+        output["advantages"][: len(mine)] = mine.to(output["advantages"].dtype)
         seams.show_advantages(advantages.tolist())
     has_variance = [group_has_variance(r, G) for r in round_rewards]
     flags = torch.cat([f.repeat_interleave(G) for f in has_variance])
-    output[INFORMATIVE_FLAG] = local_part(flags, round_rewards, seams)
+    output[INFORMATIVE_FLAG] = local_part(flags, pass_rewards, seams)
     all_tokens = output["num_items_in_batch"]
     informative_tokens = informative_token_count(output, seams.gather)
     if args.exclude_zero_variance_groups:
@@ -145,9 +180,6 @@ def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
     after = state.buffer.counters()
     counts = {key: after[key] - before[key] for key in after}  # admitted / graduated / evicted this round
     extra_kinds = [kind for kind, _ in extra_groups]
-    extra_correct = extra_scored = None
-    if extra_rewards:
-        extra_correct, extra_scored = correct_and_scored(torch.cat(extra_rewards), seams)
     seams.log(
         {
             **round_metrics(state.buffer, counts, len(replay_ids), extra_kinds, extra_correct, extra_scored, G),
@@ -190,6 +222,8 @@ def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
         "hints": [
             {"kind": kind, "prompt_id": row["prompt_id"], "prompt": row["prompt"]} for kind, row in extra_groups
         ],
+        # next_round: the extra groups this round planned, rolled out with the next round's plain prompts
+        **({"pending": [{"kind": k, "prompt_id": r["prompt_id"]} for k, r in state.pending]} if state.pending else {}),
     }
     state.round += 1
     return RoundResult(output, record)

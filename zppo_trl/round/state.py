@@ -32,7 +32,8 @@ TRAINER_STATE_NAME = "trainer_state.json"  # transformers' name, written after e
 class RunState:
     """Everything a run learns across rounds, identical on every process: the hard-question buffer and the rows of
     its questions, ExGRPO's experience buffer and delayed-start latch, Retrospective Replay's states and the rows of
-    their questions, and the round counter (it seeds every random choice)."""
+    their questions, the round counter (it seeds every random choice), and with `hint_schedule="next_round"` the
+    extra groups planned for the next round."""
 
     buffer: HardQuestionBuffer
     experience: ExperienceBuffer
@@ -41,6 +42,9 @@ class RunState:
     state_rows: dict = field(default_factory=dict)  # the same for the questions with a stored state
     round: int = 0
     experience_on: bool = False
+    pending: list = field(
+        default_factory=list
+    )  # `hint_schedule="next_round"`: [(kind, row)] planned, not yet rolled out
 
     @classmethod
     def new(cls, args, num_generations: int) -> RunState:
@@ -65,8 +69,9 @@ class RunState:
             "retrospective": self.states.state_dict(),
             "retrospective_rows": [[pid, row] for pid, row in self.state_rows.items()],
         }
-        if not include_rows:
-            state["rows"], state["retrospective_rows"] = [], []
+        state["pending"] = [[kind, row] for kind, row in self.pending]
+        if not include_rows:  # pending hint rows hold the question too: a resume from such a state plans anew
+            state["rows"], state["retrospective_rows"], state["pending"] = [], [], []
             state["experience"]["entries"] = [
                 [pid, k, n, None, t] for pid, k, n, _, t in state["experience"]["entries"]
             ]
@@ -85,6 +90,7 @@ class RunState:
         state.rows = {pid: row for pid, row in payload.get("rows", [])}
         state.state_rows = {pid: row for pid, row in payload.get("retrospective_rows", [])}
         state.round, state.experience_on = payload["round"], bool(payload.get("experience_on", False))
+        state.pending = [(kind, row) for kind, row in payload.get("pending", [])]
         return state
 
     def missing_rows(self) -> set:

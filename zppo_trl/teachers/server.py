@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+from urllib.parse import parse_qsl, urlsplit
 
 from .sources import SamplingTeacher, gold_answer_verifier
 
@@ -278,3 +279,16 @@ class OpenAITeacher(SamplingTeacher):
 
 def _without(text: str, secret: str | None) -> str:
     return text.replace(secret, "<api key>") if secret else text
+
+
+_SECRET_QUERY_KEYS = {"key", "api_key", "apikey", "api-key", "token", "access_token", "password", "secret"}
+
+
+def url_has_credentials(url: str) -> bool:
+    """Whether `url` carries a secret: a user or password before the host, or a key/token/password query field."""
+    parts = urlsplit(url)
+    return (
+        parts.username is not None
+        or parts.password is not None
+        or any(name.lower() in _SECRET_QUERY_KEYS for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    )
