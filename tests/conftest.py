@@ -12,7 +12,7 @@ import torch
 from zppo_trl import ZPPOConfig, ZPPOTrainer
 from zppo_trl.tiny import addition_dataset, build_char_tokenizer, build_tiny_llama
 
-torch.set_num_threads(1)  # 2 threads on the 2-core CI machine are slower and erratic (OFFLINE_MODELS.md)
+torch.set_num_threads(1)  # 2 threads on the 2-core CI machine are slower and erratic (measured: 10-40x under load)
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +60,15 @@ def make_trainer(tokenizer, tmp_path):
         )
 
     return make
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny model and tokenizer saved to a folder, as a user's local model is."""
+    from zppo_trl.tiny import build_char_tokenizer, build_tiny_llama
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = build_char_tokenizer()
+    build_tiny_llama(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -4,7 +4,7 @@ import importlib.util
 import os
 import sys
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+from paths import EXAMPLES
 
 
 def script_path(name: str) -> str:

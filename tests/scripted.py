@@ -49,3 +49,22 @@ def hand_loss(model, batch, rows, normaliser):
 
 def grads(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_loss_gradient_is_hand_loss(trainer, inputs, batch=None, rows=None, normaliser=None, scale=1.0):
+    """The trainer's loss on micro-batch `inputs` has the gradient of `hand_loss` over `rows` of `batch` (default:
+    every row of `inputs`, normalised by its `num_items_in_batch`), times `scale`. Returns `(loss, hand value)`."""
+    batch = inputs if batch is None else batch
+    if rows is None:
+        rows, normaliser = torch.arange(batch["prompt_ids"].shape[0]), batch["num_items_in_batch"]
+    model = trainer.model
+    model.zero_grad()
+    loss = trainer.compute_loss(model, inputs)
+    loss.backward()
+    trained = grads(model)
+    model.zero_grad()
+    value, surrogate = hand_loss(model, batch, rows, normaliser)
+    surrogate.backward()
+    for name, grad in grads(model).items():
+        assert torch.allclose(trained[name], grad * scale, rtol=1e-4, atol=1e-7), name
+    return loss, value

@@ -17,10 +17,10 @@ import os
 import re
 import warnings
 
-from . import __version__
 from .buffers.hard import HardQuestionBuffer
 from .models import EMBEDDED_MODEL_ID, EMBEDDED_MODEL_LICENSE, base_model_id, is_local_path, record_base_model_id
 from .text import append_to_prompt
+from .version import __version__
 
 PAPER_URL = "https://arxiv.org/abs/2606.18216"
 # run-specific or machine-specific fields that say nothing about the recipe

@@ -2,7 +2,7 @@
 
 Nothing here is downloaded. The tokenizer is character-level (printable ASCII, newline, a few specials) with a
 ChatML template; the model is a random `LlamaForCausalLM` of about 0.2M-1M parameters (a Llama config, because
-transformers maps a saved Qwen2 config to a tokenizer class that drops spaces, see OFFLINE_MODELS.md).
+transformers maps a saved Qwen2 config to a tokenizer class that drops spaces, seen with transformers 5.23).
 """
 
 from __future__ import annotations

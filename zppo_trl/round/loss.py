@@ -112,7 +112,7 @@ class LossSeamMixin:
 
     def _split_forward(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         """Run plain rows and hint rows of a mixed micro-batch as two forward calls, each trimmed of the prompt
-        padding it does not need (TRL_SEAMS §7: a 20-token plain prompt padded to a 300-token hint prompt costs
+        padding it does not need (measured: a 20-token plain prompt padded to a 300-token hint prompt costs
         15x). Results are identical up to float error: RoPE attention depends only on relative positions and the
         trimmed columns are masked padding. Every process splits the same way (each holds the same number of plain
         and hint rows per micro-batch), so sharded engines see the same number of forward calls on every rank."""

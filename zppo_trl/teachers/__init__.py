@@ -17,7 +17,7 @@ Sampling teachers are asked the question *with* an answer-format instruction (th
 samples are kept only when that reward's extractor reads the gold answer in them; each call records how many samples
 it drew and kept (`zppo/teacher_acceptance_rate`).
 
-Placement and time (issue 11.7): the trainer calls the teacher on the main process only and broadcasts the result;
+Placement and time: the trainer calls the teacher on the main process only and broadcasts the result;
 the other processes wait in `broadcast_object_list`, which fails after the process group's timeout (`ddp_timeout`
 of `TrainingArguments`, 1800 s by default, handed to `torch.distributed.init_process_group` by accelerate). So a
 `ModelTeacher` named by id loads on its first call, on the main process only, on that process's device; and a

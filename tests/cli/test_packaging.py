@@ -23,11 +23,11 @@ import time
 import zipfile
 
 import pytest
+from paths import ROOT
 
 from zppo_trl import __version__ as VERSION
 from zppo_trl.tiny import build_tiny_llama
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
 # a one-step run of the built-in CPU demo config on the tiny model (the config's LoRA targets exist in its Llama)
 TINY_RUN = ["--max_steps", "1", "--max_completion_length", "8", "--report_to", "none"]

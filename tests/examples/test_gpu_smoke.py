@@ -7,8 +7,7 @@ import os
 import sys
 
 import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from paths import ROOT
 
 
 def load_smoke():

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from scripted import HARD, ScriptedReward, grads, hand_loss
+from scripted import HARD, ScriptedReward, assert_loss_gradient_is_hand_loss
 
 from zppo_trl.methods.baselines import (
     answer_free_hint,
@@ -112,15 +112,7 @@ def test_prefix_tokens_carry_no_loss(make_trainer, monkeypatch):
     for i in prefix_rows:  # the prefix ends the prompt; the completion is the continuation alone
         prompt = tokenizer.decode(inputs["prompt_ids"][i][inputs["prompt_mask"][i].bool()])
         assert "<|im_start|>assistant\nAdd the tens first, then" in prompt and not prompt.endswith("<|im_end|>")
-    model = trainer.model
-    model.zero_grad()
-    trainer.compute_loss(model, inputs).backward()
-    trained = grads(model)
-    model.zero_grad()
-    everything = torch.arange(inputs["prompt_ids"].shape[0])
-    hand_loss(model, inputs, everything, inputs["num_items_in_batch"])[1].backward()
-    for name, grad in grads(model).items():
-        assert torch.allclose(trained[name], grad, rtol=1e-4, atol=1e-7), name
+    assert_loss_gradient_is_hand_loss(trainer, inputs)
 
 
 def test_prefix_prompt_of_a_plain_text_question():

@@ -1,4 +1,4 @@
-"""`zppo-trl` as a ZPPO user meets it (issues 24 and 25): `--help` with ZPPO's options first and the library's
+"""`zppo-trl` as a ZPPO user meets it: `--help` with ZPPO's options first and the library's
 defaults, the example configs shipped and named, `--resume_from_checkpoint true|last|PATH`, `eval` that runs no
 code named by a run folder, and a TRL-shaped dataset (`prompt` + gold `solution`) scored by
 `trl.rewards.accuracy_reward` through the CLI and the API. Runs use the tiny model saved to a folder."""
@@ -8,12 +8,11 @@ import os
 import re
 import sys
 
+from cli_runs import one_step, write_jsonl
 from datasets import Dataset
-from test_own_data import one_step, tiny_model_dir, write_jsonl  # noqa: F401  (tests/ is on sys.path; a fixture)
+from paths import ROOT
 
 from zppo_trl.cli import main, parse_command, registered_rewards, resume_value, shipped_configs, take_debug_flag
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def default_shown(text: str, flag: str) -> str:

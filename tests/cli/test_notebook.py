@@ -7,8 +7,8 @@ import os
 
 import nbformat
 import pytest
+from paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(__file__))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
 PATH = os.path.join(NOTEBOOKS, "zppo_quickstart.ipynb")
 OFFLINE = 'import os; os.environ["HF_HUB_OFFLINE"] = "1"; os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"\n'

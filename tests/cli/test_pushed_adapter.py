@@ -1,4 +1,4 @@
-"""A pushed adapter anyone can load (issue 17): the base model's Hub id in adapter_config.json and the card, no local
+"""A pushed adapter anyone can load: the base model's Hub id in adapter_config.json and the card, no local
 path in the folder an upload sends, a card whose front matter parses and whose quick-start runs, and `zppo-trl eval`
 on CPU with no flags.
 
@@ -20,8 +20,9 @@ import sys
 import warnings
 
 import pytest
+from cli_runs import upload_files
 from huggingface_hub import ModelCard
-from test_user_surface import upload_files  # tests/ is on sys.path (no package)
+from paths import ROOT
 
 from zppo_trl.cli import main
 from zppo_trl.model_card import NEUTRAL_EXAMPLE_QUESTION, build_model_card, record_base_model
@@ -163,7 +164,7 @@ def test_a_push_warns_when_the_base_is_a_local_path(make_trainer, tmp_path):
 def test_notebook_installs_from_one_pinned_source():
     import nbformat
 
-    root = os.path.dirname(os.path.dirname(__file__))
+    root = ROOT
     nb = nbformat.read(os.path.join(root, "notebooks", "zppo_quickstart.ipynb"), as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     parameters = next(s for s in code if s.startswith("# Parameters"))

@@ -163,7 +163,7 @@ def test_training_logs_the_teachers_acceptance_rate(make_trainer, tokenizer):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# the API key goes only where it was configured (issue 25.3)
+# the API key goes only where it was configured
 
 
 @pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
@@ -221,7 +221,7 @@ def test_a_key_the_server_echoes_back_is_in_no_error_text(monkeypatch):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# teacher faults stay per question (issue 25.8)
+# teacher faults stay per question
 
 
 def test_a_model_teacher_with_a_pad_less_tokenizer_samples_left_padded(tokenizer):

@@ -1,17 +1,16 @@
 """What a person touches after training: example configs, the config reference, the model card and figure in the
 folder an upload would send, the completions table, and TensorBoard logging."""
 
-import fnmatch
 import glob
 import os
 
 import pytest
+from cli_runs import upload_files
+from paths import ROOT
 from peft import LoraConfig
 
 from zppo_trl.cli import builtin_config_path, main, make_parser
 from zppo_trl.config_reference import render
-
-ROOT = os.path.dirname(os.path.dirname(__file__))
 
 
 def reward(completions, prompt_id, **kwargs):  # odd ids solved, even ids never: a buffer with something in it
@@ -35,19 +34,6 @@ def test_the_example_cpu_config_is_the_builtin_default():
 def test_config_reference_is_up_to_date():
     with open(os.path.join(ROOT, "docs", "config_reference.md")) as f:
         assert f.read() == render(), "run: python -m zppo_trl.config_reference > docs/config_reference.md"
-
-
-def upload_files(folder):
-    """The files `Trainer.push_to_hub` would send: `upload_folder(ignore_patterns=["_*", "checkpoint-*"])`."""
-    files = []
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
-            rel = os.path.relpath(os.path.join(dirpath, name), folder)
-            if not any(
-                fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel.split(os.sep)[0], p) for p in ("_*", "checkpoint-*")
-            ):
-                files.append(rel)
-    return sorted(files)
 
 
 def test_saved_lora_run_holds_adapter_zppo_card_and_figure(make_trainer, tmp_path):

@@ -7,9 +7,10 @@ import json
 import os
 
 import pytest
+from paths import FIXTURES
 from pinned_rounds import METHODS, assert_same, record  # tests/ is on sys.path (no package)
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "pinned_rounds.json")
+FIXTURE = os.path.join(FIXTURES, "pinned_rounds.json")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""What leaves the machine and what a round may trust (issue 25): a push uploads no dataset text and no
+"""What leaves the machine and what a round may trust: a push uploads no dataset text and no
 credentials, a copy of a question is one question, a column the state cannot hold fails at build, an infinite
 reward degrades only its rollout, and a state saved without rows resumes from the training set."""
 
@@ -6,10 +6,9 @@ import warnings
 
 import pytest
 import torch
+from cli_runs import one_step, upload_files, write_jsonl
 from datasets import Dataset
 from scripted import ScriptedReward
-from test_own_data import one_step, write_jsonl
-from test_user_surface import upload_files  # tests/ is on sys.path (no package)
 
 from zppo_trl import ZPPOConfig
 from zppo_trl.cli import main
@@ -17,17 +16,6 @@ from zppo_trl.round.state import STATE_FILE_NAME, checkpoint_rows, read_state_fi
 from zppo_trl.tiny import addition_dataset
 
 MARKER = "PRIVATE-7f3a"  # a string only the dataset holds
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from zppo_trl.tiny import build_char_tokenizer, build_tiny_llama
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = build_char_tokenizer()
-    build_tiny_llama(tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def test_a_cli_run_uploads_no_dataset_text(tiny_model_dir, tmp_path):

@@ -5,8 +5,7 @@ to a multiple of 4 (about a quarter of a random model's rollouts: hard, and solv
 states come from); even ids are always right (easy: they never give a state).
 """
 
-import torch
-from scripted import grads, hand_loss
+from scripted import assert_loss_gradient_is_hand_loss
 
 from zppo_trl.methods.baselines import mentions_answer
 from zppo_trl.round.batching import HINT_FLAG
@@ -119,12 +118,4 @@ def test_a_states_tokens_carry_no_loss(make_trainer):
         assert prompt.endswith("<|im_start|>assistant\nLet me add")
         completion = tokenizer.decode(inputs["completion_ids"][i][inputs["completion_mask"][i].bool()])
         assert not completion.startswith("Let me add")
-    model = trainer.model
-    model.zero_grad()
-    trainer.compute_loss(model, inputs).backward()
-    trained = grads(model)
-    model.zero_grad()
-    everything = torch.arange(inputs["prompt_ids"].shape[0])
-    hand_loss(model, inputs, everything, inputs["num_items_in_batch"])[1].backward()
-    for name, grad in grads(model).items():
-        assert torch.allclose(trained[name], grad, rtol=1e-4, atol=1e-7), name
+    assert_loss_gradient_is_hand_loss(trainer, inputs)

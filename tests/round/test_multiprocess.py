@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from paths import TESTS
 from pinned_rounds import assert_same  # tests/ is on sys.path (no package)
 
-HERE = os.path.dirname(__file__)
+HERE = TESTS
 
 
 def torchrun(*script_args, expect_kill=False):

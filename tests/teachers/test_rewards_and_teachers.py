@@ -4,6 +4,7 @@ import json
 import pathlib
 
 import pytest
+from paths import FIXTURES
 
 from zppo_trl import ZPPOConfig
 from zppo_trl.rewards import (
@@ -25,7 +26,7 @@ from zppo_trl.teachers import (
 )
 from zppo_trl.text import extract_boxed
 
-REAL_COMPLETIONS = pathlib.Path(__file__).parent / "fixtures" / "smollm2_completions.jsonl"
+REAL_COMPLETIONS = pathlib.Path(FIXTURES) / "smollm2_completions.jsonl"
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Bring your own data to `zppo-trl train` / `eval` (issue 16): local .jsonl/.csv files and folders, column flags,
+"""Bring your own data to `zppo-trl train` / `eval`: local .jsonl/.csv files and folders, column flags,
 plain and GSM8K answers, empty rows, the unknown-schema error, and CPU picked by itself. Every run goes through the
 CLI's parser (`main`) with the tiny model saved to a folder and no device flags."""
 
@@ -8,34 +8,11 @@ import logging
 import re
 
 import pytest
+from cli_runs import one_step, write_jsonl
 
 from zppo_trl.cli import has_accelerator, load_prompts, main, parse_command
 
 NO_GPU = not has_accelerator()
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from zppo_trl.tiny import build_char_tokenizer, build_tiny_llama
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = build_char_tokenizer()
-    build_tiny_llama(tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
-def one_step(model_dir, output_dir, *flags):
-    """`zppo-trl train` for one tiny step: only sizes and logging, no device flags."""
-    return ["train", "--model_name_or_path", model_dir, "--output_dir", str(output_dir), "--max_steps", "1",
-            "--per_device_train_batch_size", "4", "--num_generations", "2", "--max_completion_length", "8",
-            "--activation_checkpointing", "false", "--save_strategy", "no", "--report_to", "none",
-            "--disable_tqdm", "true", *flags]  # fmt: skip
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 def test_jsonl_with_plain_answers_trains_on_cpu_by_itself(tiny_model_dir, tmp_path, capsys, caplog):

@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
+from paths import TESTS
 
 from zppo_trl.round.state import STATE_FILE_NAME
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "crash_train.py")
+SCRIPT = os.path.join(TESTS, "crash_train.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
