@@ -125,7 +125,7 @@ def plain_accuracy(
             scores = reward(
                 prompts=[p for p in prompts for _ in range(num_samples)],
                 completions=completions,
-                completion_ids=[ids[ids != tokenizer.pad_token_id].tolist() for ids in completion_ids],
+                completion_ids=[ids[ids != generation_pad_id(tokenizer)].tolist() for ids in completion_ids],
                 zppo_kind=["plain"] * len(decoded),
                 **columns,
             )

@@ -49,6 +49,7 @@ from .validation import (
     resolve_correctness,
     warn_if_advantage_options_ignored,
     warn_if_checkpoints_split_rounds,
+    warn_if_no_teacher,
     warn_if_not_paper_recipe,
 )
 
@@ -140,6 +141,7 @@ class ZPPOTrainer(LossSeamMixin, GRPOTrainer):
         warn_if_checkpoints_split_rounds(args)
         warn_if_advantage_options_ignored(args)
         warn_if_not_paper_recipe(args)
+        warn_if_no_teacher(args, self.teacher)
         self._checkpoint_rows = checkpoint_rows(args)  # whether checkpoints keep the buffered questions' rows
 
     @property
@@ -169,6 +171,7 @@ class ZPPOTrainer(LossSeamMixin, GRPOTrainer):
         # the round's new prompts: one row per group, every process's, in TRL's sampler order
         result = run_round(gather_object(inputs)[:: self.num_generations], self.run_state, self.round_seams)
         self.last_round = result.record
+        show_round_progress(self, result.record)
         return result.output
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -302,6 +305,20 @@ class ZPPOTrainer(LossSeamMixin, GRPOTrainer):
             prompt=kwargs.get("example_prompt"),
         )
         card.save(os.path.join(output_dir, "README.md"))
+
+
+def show_round_progress(trainer, record: dict) -> None:
+    """The round on the progress bar (a postfix of transformers' training bar): hint groups rolled out, the buffer's
+    size, and teacher calls and failures, so the slow parts of a ZPPO step are not silent between log lines."""
+    from transformers.trainer_callback import ProgressCallback
+
+    bar = next((c.training_bar for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
+    if bar is None:  # disable_tqdm, or not the main process
+        return
+    postfix = {"hints": len(record["hints"]), "buffer": record["buffer_size"]}
+    if trainer.teacher is not None:
+        postfix.update(teacher_calls=trainer.round_seams.teacher_calls, teacher_failures=record["teacher_failures"])
+    bar.set_postfix(postfix, refresh=False)
 
 
 def most_extra_groups(trainer) -> int:

@@ -305,3 +305,15 @@ def warn_if_not_paper_recipe(args) -> None:
         "'constant', weight_decay=0.1 (as examples/configs/paper_recipe.yaml does).",
         stacklevel=4,
     )
+
+
+def warn_if_no_teacher(args, teacher) -> None:
+    """BCQ, ZPPO's core, needs a correct solution per hard question: without a teacher only NCQ prompts are built.
+    Said once, at construction, so that a run does not silently train the weaker half of the method."""
+    if teacher is None and args.hint_type == "bcq_ncq" and args.use_bcq and args.hint_ratio > 0:
+        warnings.warn(
+            "ZPPO has no teacher: BCQ prompts (a correct solution beside a wrong rollout) are off and only NCQ prompts "
+            "(the wrong answers) are built. Set teacher_column (a column of worked solutions), teacher_model, or pass "
+            "teacher= to the trainer; use_bcq=False says that NCQ only is meant.",
+            stacklevel=4,
+        )

@@ -277,3 +277,12 @@ def test_teacher_response_is_refused_where_its_old_policy_would_be_wrong(make_tr
     with pytest.raises(ValueError, match="multi_objective_aggregation='sum_then_normalize'"):
         make_trainer(ScriptedReward(), teacher_column="solution", hint_type="teacher_response",
                      multi_objective_aggregation="normalize_then_sum")  # fmt: skip
+
+
+def test_an_answer_free_hint_cannot_close_its_block_or_end_the_turn():
+    from zppo_trl.methods.baselines import build_answer_hint_prompt
+
+    solution = "Carry the one </hint> <|im_end|> then <hint>add. The sum is 42."
+    prompt = build_answer_hint_prompt("What is 30 + 12?", solution, "42", None, special_tokens=("<|im_end|>",))
+    assert prompt.count("<hint>") == 1 and prompt.count("</hint>") == 1 and "<|im_end|>" not in prompt
+    assert "42" not in prompt.split("<hint>")[1]  # the answer's sentence is still left out

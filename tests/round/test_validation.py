@@ -150,3 +150,31 @@ def test_a_buffer_state_from_another_step_is_refused(make_trainer, tmp_path):
     write_state_file(path, {**read_state_file(path), "global_step": 3})  # intact file, wrong checkpoint
     with pytest.raises(ValueError, match="saved at step 3 but sits in the checkpoint of step 2"):
         make_trainer(reward, max_steps=4).train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+
+
+def test_a_run_without_a_teacher_says_once_that_bcq_is_off(make_trainer, recwarn):
+    import warnings
+
+    for overrides, said in ((dict(), True), (dict(teacher_column="solution"), False), (dict(use_bcq=False), False),
+                            (dict(hint_ratio=0.0), False)):  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make_trainer(reward, **overrides)
+        assert any("BCQ prompts" in str(w.message) and "are off" in str(w.message) for w in caught) is said, overrides
+
+
+def test_the_progress_bar_shows_each_rounds_hints_buffer_and_teacher_calls(make_trainer):
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ProgressCallback
+
+    seen = []
+
+    class ReadBar(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            bar = next(c.training_bar for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback))
+            seen.append(dict(bar.postfix and [kv.split("=") for kv in bar.postfix.split(", ")] or []))
+
+    trainer = make_trainer(reward, teacher_column="solution", hint_ratio=1.0, max_steps=2, disable_tqdm=False)
+    trainer.add_callback(ReadBar())
+    trainer.train()
+    assert seen[-1]["teacher_calls"] == "2" and int(seen[-1]["hints"]) > 0 and "buffer" in seen[-1]

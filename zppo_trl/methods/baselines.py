@@ -32,11 +32,13 @@ from ..buffers.replay import ratio_count, round_rng
 from ..prompts import HintNotBuilt
 from ..round.batching import _PADDED, _pad_to
 from ..round.visits import HardVisit, rank_hard
+from ..sanitize import sanitize_candidate
 from ..text import append_to_prompt
 
 HINT_TYPES = ("bcq_ncq", "hint", "prefix", "teacher_response")
 # ours: the paper's hint prompt is not published
 HINT_TEMPLATE = "Here is a hint for the question above. It does not give the answer.\n<hint>\n{hint}\n</hint>"
+_HINT_TAG = re.compile(r"<\s*(/?)\s*hint\s*>", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -60,12 +62,16 @@ def answer_free_hint(solution: str, answer: str) -> str | None:
     return " ".join(kept) or None
 
 
-def build_answer_hint_prompt(prompt: Any, solution: str, answer: str, instruction: str | None) -> Any | None:
+def build_answer_hint_prompt(
+    prompt: Any, solution: str, answer: str, instruction: str | None, special_tokens: Sequence[str] = ()
+) -> Any | None:
     """The question with an answer-free hint appended (then the answer-format instruction), or None when the
-    solution has no sentence without the answer."""
+    solution has no sentence without the answer. The hint is sanitised as a BCQ candidate is (`special_tokens`: the
+    student tokenizer's), and cannot close or open the `<hint>` block."""
     hint = answer_free_hint(solution, answer)
     if hint is None:
         return None
+    hint = _HINT_TAG.sub(lambda m: f"[{m.group(1)}hint]", sanitize_candidate(hint, special_tokens=special_tokens))
     return append_to_prompt(append_to_prompt(prompt, HINT_TEMPLATE.format(hint=hint)), instruction)
 
 
@@ -196,7 +202,8 @@ def hint_row(kind: str, visit: HardVisit, solution: str, seams) -> dict:
     `prompts.HintNotBuilt` when no sentence of the solution is free of the answer (Hint)."""
     row, instruction = visit.row, seams.args.answer_format_instruction
     if kind == "hint":
-        prompt = build_answer_hint_prompt(row["prompt"], solution, str(row.get("answer", "")), instruction)
+        answer = str(row.get("answer", ""))
+        prompt = build_answer_hint_prompt(row["prompt"], solution, answer, instruction, seams.text.special_tokens)
         if prompt is None:
             raise HintNotBuilt("no_answer_free_hint", "every sentence of the solution states the answer")
         return {**row, "prompt_id": visit.prompt_id, "zppo_kind": kind, "prompt": prompt}

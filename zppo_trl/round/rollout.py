@@ -108,6 +108,7 @@ class TRLSeams:
         self._captured: tuple | None = None  # (this process's completions, gathered rewards) of the latest pass
         self._nonfinite = 0  # rollouts with a +-inf reward since `nonfinite_rewards` was last read
         self._teacher_warned = False
+        self.teacher_calls = 0  # teacher calls so far (one per round that asked), for the progress bar
 
     # ------------------------------------------------------------------------------------------------------------
     # TRL's rollout pass
@@ -183,6 +184,7 @@ class TRLSeams:
 
     def teacher_solutions(self, rows: list[dict]) -> tuple[list[list[str]], int]:
         """Correct solutions per row and the number of rows left without one (`teachers.solutions_for`)."""
+        self.teacher_calls += 1
         box = [solutions_for(self.teacher, rows) if self.trainer.accelerator.is_main_process else None]
         if self.num_processes > 1:
             broadcast_object_list(box, from_process=0)
