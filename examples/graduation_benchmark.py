@@ -4,13 +4,28 @@
     python examples/graduation_benchmark.py --quick --seeds 0,1,2,3,4 --out runs/bench13  # the reported run
     python examples/graduation_benchmark.py --seeds 0,1,2 --out runs/bench    # the default profile (60 steps)
     python examples/graduation_benchmark.py --smoke --out runs/bench-smoke    # CI: a few steps, fills every field
+    python examples/graduation_benchmark.py --tasks shift --seeds 0,1,2 --no-core --methods grpo_replay,zppo \
+        --jobs 1 --out runs/shift-pilot                                         # the decision task's pilot
 
-Two tasks (`--tasks`, default both), each a `Task` record (data, pretraining, reward, lengths, buffer capacity,
-ratios): `tags`, described below, and `carry` (`examples/carry_task.py`: 3-digit addition written out column by
-column, where what a hinted rollout is rewarded for is what a plain answer needs; the paper's ratios 0.25/0.25 with
-NCQ on). Writes DIR/report.json (`tasks` -> task -> `methods`), DIR/table.md and DIR/graduation-<task>.png
-(cumulative graduations by entry bin over steps, per method). Students (with their held-out "before" numbers,
-measured once: zone.json) and runs are cached under DIR/<task>/; each student's runs are queued once it exists.
+Three tasks (`--tasks`, default tags and carry), each a `Task` record (data, pretraining, reward, lengths, buffer
+capacity, ratios, sampler, learning rate): `tags`, described below, `carry` (`examples/carry_task.py`: 3-digit
+addition written out column by column, where what a hinted rollout is rewarded for is what a plain answer needs; the
+paper's ratios 0.25/0.25 with NCQ on) and `shift` (`examples/shift_task.py`: the task built to decide, with hints
+taught only on practice operators, a few percent plain chance at temperature 1, one pass over its pool and a hint
+budget that reaches every hard question more than once; design, criterion and pilot in docs/measurements.md).
+Writes DIR/report.json (`tasks` -> task -> `methods`), DIR/table.md and DIR/graduation-<task>.png (cumulative
+graduations by entry bin over steps, per method). Students (with their held-out "before" numbers, measured once:
+zone.json) and runs are cached under DIR/<task>/; each student's runs are queued once it exists.
+
+Every run uses the paper's update recipe (Tab. 8): 4 optimizer updates per generation round (`steps_per_generation`
+4 x `gradient_accumulation_steps`, so TRL keeps the sampling policy's log-probs and the (0.20, 0.28) clip acts), a
+constant learning rate, weight decay 0.1; a profile's "RL steps" are rounds. Rollouts and held-out evaluation sample
+alike (`evaluation.training_sampler` of the run: temperature 1, top-p 1; `min_p` 0.1 in both on the tag and carry
+tasks, none on `shift`). A run reads what it reports from the trainer's public record: `trainer.last_round` once per
+round (a `TrainerCallback`), `trainer.replay_buffer`'s counters and `trainer.state.log_history`. Each run records
+`recipe` (updates per rollout, scheduler, weight decay, sampler, hint schedule, ratios) and the clip fractions TRL
+logged. `METHODS` may carry `hint_schedule` ("same_round": hints from this round's rollouts in a second pass;
+"next_round": with the next round's plain prompts in one pass, which needs a ZPPOConfig that has the field).
 
 The tag task and its student (why a zone of proximal development exists, and what is and is not shown):
 - A question `k=bad s=4 h?` names a 3-letter key over a..j, a check digit `s` and a family marker. The answer is a
@@ -56,7 +71,10 @@ every generated row), seconds_per_completion / _step / _processed_token, peak_rs
 in the same run). `zppo_vs_grpo_replay` holds the criterion written in docs/measurements.md before the carry run:
 ZPPO's graduation rate >= 2x GRPO†'s (and > 0) and its hard held-out gain >= 3 points above GRPO†'s with the 95%
 interval of the paired per-seed difference above 0 (`criterion_met`); the old ratios (overall and entry bin 0) are
-kept, reported only where each side has >= 10 admissions and GRPO† graduated at least one, else null.
+kept, reported only where each side has >= 10 admissions and GRPO† graduated at least one, else null. `decision`
+(tasks whose runs keep per-question held-out numbers: `shift`) holds the criterion written for the shift task, per
+ZPPO variant against GRPO† (`decide`): 0%-bin graduation rate and hard held-out accuracy paired per question, each
+met / refuted / open against its threshold, with the seeds its per-seed SD would need (`seeds_needed`).
 """
 
 import argparse
@@ -217,8 +235,12 @@ class Task:
     min_p: float | None = MIN_P  # the rollouts' and the held-out evaluation's sampler (temperature 1, top-p 1)
     learning_rate: float = LR
     hint_probes: Callable | None = None  # (held-out, seed) -> {name: hinted hard rows}: more of the zone probe
+    zone_check: Callable | None = None  # run record -> the zone conditions its student misses (decision seeds only)
 
 
+# the shift task: pretraining steps, 64 rounds, N new prompts per round, a pool of 64 x N (one pass), 4 held-out
+# questions per easy and hard operator
+SHIFT_PROFILE = (shift_task.PRETRAINING_STEPS, 64, shift_task.NEW_PROMPTS, 64 * shift_task.NEW_PROMPTS, 4)
 TASKS = {
     # the tag task: ratios 0.5 (twice the paper's: 40 hard questions only), NCQ off (the student never saw it), the
     # default buffer capacity (no eviction), as in its recorded runs
@@ -233,8 +255,7 @@ TASKS = {
                   plain_warmup_share=carry_task.PLAIN_WARMUP_SHARE, pretraining_kinds=("bcq", "ncq", "plain")),
     # the task built to decide (examples/shift_task.py): hints as information, a few percent plain chance, one pass
     # over the pool (rounds x new prompts), every hard visit hintable, the paper's sampler (no min-p)
-    "shift": Task("shift", {"default": (shift_task.PRETRAINING_STEPS, 64, shift_task.NEW_PROMPTS, 64 * shift_task.NEW_PROMPTS, 4),
-                            "quick": (shift_task.PRETRAINING_STEPS, 64, shift_task.NEW_PROMPTS, 64 * shift_task.NEW_PROMPTS, 4),
+    "shift": Task("shift", {"default": SHIFT_PROFILE, "quick": SHIFT_PROFILE,
                             "smoke": (20, 2, shift_task.NEW_PROMPTS, 2 * shift_task.NEW_PROMPTS, 1)},
                   shift_task.make_datasets, shift_task.with_bcq_hint, shift_task.pretraining_example,
                   shift_task.reward, shift_task.FAMILIES, shift_task.HARD_FAMILIES, shift_task.MAX_COMPLETION_TOKENS,
@@ -242,7 +263,8 @@ TASKS = {
                   replay_capacity=shift_task.REPLAY_CAPACITY, ratio_scale=1.0, ncq=True,
                   plain_example=shift_task.plain_example, plain_warmup_share=shift_task.PLAIN_WARMUP_SHARE,
                   ratios={"replay_ratio": shift_task.REPLAY_RATIO, "hint_ratio": shift_task.HINT_RATIO}, min_p=None,
-                  learning_rate=shift_task.LEARNING_RATE, hint_probes=shift_task.hint_probes),
+                  learning_rate=shift_task.LEARNING_RATE, hint_probes=shift_task.hint_probes,
+                  zone_check=shift_task.run_zone_failures),
 }  # fmt: skip
 
 
@@ -264,7 +286,7 @@ def method_config(task: Task, method: str) -> dict:
         # a zppo_trl without the option builds hints from this round's rollouts: that is "same_round"
         if overrides["hint_schedule"] != "same_round":
             raise SystemExit(f"{method}: hint_schedule={overrides['hint_schedule']!r} needs a zppo_trl whose "
-                             "ZPPOConfig has `hint_schedule`; this one builds hints in the same round only")  # fmt: skip
+                             "ZPPOConfig has `hint_schedule`; this one builds hints in the same round")  # fmt: skip
         del overrides["hint_schedule"]
     ncq = task.ncq if task.ncq is not None else METHODS[method].get("hint_type") is not None
     return overrides | {"use_ncq": ncq}
@@ -505,7 +527,8 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
         "evictions_by_bin": {str(k): buf.evicted_by_bin.get(k, 0) for k in bins},
         "admissions_by_family": admitted_family, "graduations_by_family": graduated_family,
         "still_by_family": still_family, "evictions_by_family": evicted_family,
-        "hard_bcq_hinted_visits": {"admitted": len(bcq_visits), "hinted_twice_or_more": sum(v >= 2 for v in bcq_visits),
+        "hard_bcq_hinted_visits": {"admitted": len(bcq_visits),
+                                   "hinted_twice_or_more": sum(v >= 2 for v in bcq_visits),
                                    "mean": sum(bcq_visits) / len(bcq_visits) if bcq_visits else None},
         "heldout_family_accuracy_before": before["family"], "heldout_family_accuracy_after": after["family"],
         "heldout_accuracy_before": before["family"]["all"], "heldout_accuracy_after": after["family"]["all"],
@@ -663,18 +686,23 @@ def _paired(zppo_runs: list[dict], base_runs: list[dict], name: str) -> list[flo
     return out
 
 
-def decide(base: dict, zppo: dict) -> dict | None:
+def decide(base: dict, zppo: dict, zone_check: Callable | None = None) -> dict | None:
     """The pre-registered decision (docs/measurements.md), for tasks whose runs keep per-question held-out numbers.
 
     Primary endpoints, each a per-seed paired difference ZPPO - GRPO† (same student, same seed): (1) the 0%-bin
-    graduation rate (graduated / admitted among questions admitted at 0 of G correct); (2) hard held-out plain accuracy,
-    paired per question. Secondary: held-out plain gold log-prob per token, paired per question. An endpoint is *met*
+    graduation rate (graduated / admitted among questions admitted at 0 of G correct); (2) hard held-out plain
+    accuracy, paired per question. Secondary: held-out plain gold log-prob per token, paired per question. An endpoint is *met*
     when its mean difference is at least its threshold and the 95% t-interval over seeds is above 0, *refuted* when
     the interval's upper bound is below the threshold, else *open*. ZPPO beats GRPO† when both primaries are met; the
-    claim is refuted when either primary is refuted."""
-    zr, br = zppo["per_seed"], base["per_seed"]
-    if any(r.get("per_question_after") is None for r in zr + br):
+    claim is refuted when either primary is refuted. With `zone_check`, only seeds whose student is in the zone
+    (measured before any RL) count; the others are listed under `excluded`."""
+    if any(r.get("per_question_after") is None for r in zppo["per_seed"] + base["per_seed"]):
         return None
+    excluded = {b["seed"]: zone_check(b) for b in base["per_seed"] if zone_check and zone_check(b)}
+    pairs = [(z, b) for z, b in zip(zppo["per_seed"], base["per_seed"], strict=True) if b.get("seed") not in excluded]
+    if not pairs:
+        return {"endpoints": {}, "verdict": "open", "seeds": 0, "excluded": excluded}
+    zr, br = [z for z, _ in pairs], [b for _, b in pairs]
 
     def bin0(r):
         admitted = r["admissions_by_bin"].get("0", 0)
@@ -702,7 +730,7 @@ def decide(base: dict, zppo: dict) -> dict | None:
     ]  # fmt: skip
     primary = [endpoints[k]["verdict"] for k in DECISION_THRESHOLDS]
     overall = "met" if all(v == "met" for v in primary) else "refuted" if "refuted" in primary else "open"
-    return {"endpoints": endpoints, "verdict": overall, "seeds": len(zr)}
+    return {"endpoints": endpoints, "verdict": overall, "seeds": len(zr), "excluded": excluded}
 
 
 def markdown_table(report: dict) -> str:
@@ -773,8 +801,8 @@ def markdown_table(report: dict) -> str:
             f"| {sum(x['stored'] for x in retro)} "
             f"| {pct(_mean([a for a, _ in tries]))} vs {pct(_mean([b for _, b in tries]))} ({len(tries)} seed(s)) |"
         )
-    rows += ["", "| method | updates per rollout | LR schedule | weight decay | hint schedule | clip fraction (region / "
-             "low / high, mean over steps) | BCQ-hinted visits per admitted hard question (>= 2) |",
+    rows += ["", "| method | updates per rollout | LR schedule | weight decay | hint schedule | clip fraction "
+             "(region / low / high, mean over steps) | BCQ-hinted visits per admitted hard question (>= 2) |",
              "|---" * 7 + "|"]  # fmt: skip
     for method, s in report["methods"].items():
         run = s["per_seed"][0]
@@ -786,8 +814,9 @@ def markdown_table(report: dict) -> str:
         )
         visits = [r["hard_bcq_hinted_visits"] for r in s["per_seed"] if "hard_bcq_hinted_visits" in r]
         twice = sum(v["hinted_twice_or_more"] for v in visits)
-        rows.append(f"| {method} | {recipe.get('updates_per_rollout', 'n/a')} | {recipe.get('lr_scheduler_type', 'n/a')} "
-                    f"| {recipe.get('weight_decay', 'n/a')} | {recipe.get('hint_schedule', 'n/a')} | "
+        rows.append(f"| {method} | {recipe.get('updates_per_rollout', 'n/a')} "
+                    f"| {recipe.get('lr_scheduler_type', 'n/a')} | {recipe.get('weight_decay', 'n/a')} "
+                    f"| {recipe.get('hint_schedule', 'n/a')} | "
                     + " / ".join("n/a" if c is None else f"{100 * c:.2f}%" for c in clip)
                     + f" | {_mean([v['mean'] for v in visits]) or 0:.2f} ({twice} of "
                     f"{sum(v['admitted'] for v in visits)}) |")  # fmt: skip
@@ -799,8 +828,9 @@ def markdown_table(report: dict) -> str:
                 f"{endpoint} {e['mean']:+.3f}{ci} ({e['verdict'] or 'secondary'}; seeds needed "
                 f"{e['seeds_needed'] if e['seeds_needed'] is not None else 'n/a'})"
             )
+        excluded = "".join(f"; seed {s} left out (zone: {', '.join(why)})" for s, why in d["excluded"].items())
         rows += ["", f"Decision, {name} - GRPO† over {d['seeds']} seed(s): " + "; ".join(parts)
-                 + f". Verdict: {d['verdict']}"]  # fmt: skip
+                 + f". Verdict: {d['verdict']}{excluded}"]  # fmt: skip
     verdict = report.get("zppo_vs_grpo_replay")
     if verdict:
         ci = verdict["hard_heldout_gain_difference_ci95"]
@@ -850,7 +880,7 @@ def task_report(task: Task, methods: list[str], seeds: list[int], runs: dict) ->
     if base and zppo:
         report["zppo_vs_grpo_replay"] = zppo_vs_grpo_replay(base, zppo)
         for name, summary in report["methods"].items():  # every ZPPO variant against GRPO†
-            if name.startswith("zppo") and (verdict := decide(base, summary)) is not None:
+            if name.startswith("zppo") and (verdict := decide(base, summary, task.zone_check)) is not None:
                 report.setdefault("decision", {})[name] = verdict
         # kept under their old names for readers of earlier reports
         for name in ("graduation", "bin0_graduation"):
@@ -902,8 +932,13 @@ def main():
     tasks = [t for t in args.tasks.split(",") if t]
     if not tasks or any(t not in TASKS for t in tasks):
         parser.error(f"--tasks: got {args.tasks!r}; choose from {list(TASKS)}")
+    next_round = has_config_field("hint_schedule")  # "all" leaves out what this zppo_trl cannot run
     extra = (
-        [m for m in METHODS if m not in CORE_METHODS]
+        [
+            m
+            for m in METHODS
+            if m not in CORE_METHODS and (next_round or METHODS[m].get("hint_schedule") != "next_round")
+        ]
         if args.methods == "all"
         else [m for m in args.methods.split(",") if m]
     )

@@ -35,6 +35,9 @@ What this buys (each is measured before any RL by the zone probe, `zone.json` of
   same prompt with two wrong candidates: the student's own wrong answer and another wrong key): a switch would lift
   it like the real one, information cannot.
 - NCQ is untaught: the student never saw the format; whatever it does there is its own.
+- Pretraining does not always produce a student that reads candidates on the hard operators (one of the pilot's
+  three did not), so each student is checked before any RL (`zone_failures`) and only students in the zone count in
+  the decision; the others' runs are still reported.
 - What a BCQ rollout is rewarded for (writing the right key for this operator) is exactly the plain answer. Whether
   training on it moves the plain answer (transfer) is what the benchmark measures; nothing in pretraining links the
   two contexts for a hard operator.
@@ -156,6 +159,29 @@ def other_wrong(op: str, operand: str, rng: random.Random) -> str:
     """A wrong answer with a key that is neither the true key nor the first misconception."""
     key = rng.choice([k for k in range(10) if k not in (KEYS[op], MISCONCEPTIONS[op][0])])
     return written(operand, key)
+
+
+def zone_failures(plain: float, bcq: float, sham: float, ncq: float) -> list[str]:
+    """Which of the zone's conditions a student misses, from its held-out hard accuracies before any RL (empty: it is
+    in the zone). Fixed before the pilot's RL runs; a seed whose student misses any is left out of the decision (its
+    runs are still reported). Conditions: a few percent plain (1-15%); BCQ at least 10 points above plain (the
+    student reads the candidates); the sham BCQ and the untaught NCQ at most 5 points above plain (no switch)."""
+    out = []
+    if not 0.01 <= plain <= 0.15:
+        out.append(f"plain {plain:.3f} outside [0.01, 0.15]")
+    if bcq < plain + 0.10:
+        out.append(f"BCQ {bcq:.3f} < plain + 0.10")
+    for name, value in (("sham BCQ", sham), ("NCQ", ncq)):
+        if value > plain + 0.05:
+            out.append(f"{name} {value:.3f} > plain + 0.05")
+    return out
+
+
+def run_zone_failures(run: dict) -> list[str]:
+    """`zone_failures` of a benchmark run's student, from the run record's "before" numbers."""
+    probes = run["heldout_probes_before"]
+    return zone_failures(run["heldout_hard_accuracy_before"], probes["hard_bcq"], probes["hard_bcq_sham"],
+                         probes["hard_ncq"])  # fmt: skip
 
 
 def _hinted(dataset, seed: int, build):

@@ -340,3 +340,22 @@ def test_benchmark_smoke_on_the_shift_task_records_the_recipe_and_the_decision(t
         "hard_gold_logprob_per_token",
     }
     assert "Decision, zppo - GRPO†" in (tmp_path / "table.md").read_text()
+
+
+def test_shift_zone_check_and_the_decision_leave_out_students_outside_the_zone(bench, shift):
+    assert shift.zone_failures(0.053, 0.203, 0.061, 0.041) == []  # seed 0 of the pilot
+    assert shift.zone_failures(0.041, 0.068, 0.068, 0.070) == ["BCQ 0.068 < plain + 0.10"]  # reads no candidate
+    assert len(shift.zone_failures(0.0, 0.5, 0.5, 0.0)) == 2  # no plain chance, and a switch
+
+    def run(seed, bcq, rate0, accuracy):
+        return {"seed": seed, "heldout_hard_accuracy_before": 0.05, "admissions_by_bin": {"0": 10},
+                "graduations_by_bin": {"0": round(10 * rate0)},
+                "heldout_probes_before": {"hard_bcq": bcq, "hard_bcq_sham": 0.05, "hard_ncq": 0.05},
+                "per_question_after": {"hard": {"a": accuracy},
+                                       "hard_gold_logprob_per_token": {"a": -1.0}}}  # fmt: skip
+
+    base = {"per_seed": [run(s, 0.3 if s else 0.05, 0.1, 0.1) for s in range(4)]}
+    zppo = {"per_seed": [run(s, 0.3 if s else 0.05, 0.9 if s == 0 else 0.3, 0.2) for s in range(4)]}
+    decision = bench.decide(base, zppo, shift.run_zone_failures)
+    assert list(decision["excluded"]) == [0] and decision["seeds"] == 3  # seed 0's student reads no candidate
+    assert decision["endpoints"]["bin0_graduation_rate"]["per_seed"] == pytest.approx([0.2, 0.2, 0.2])
