@@ -159,7 +159,7 @@ class ZPPOTrainer(LossSeamMixin, GRPOTrainer):
 
     @property
     def retrospective_buffer(self):
-        return self.run_state.states
+        return self.run_state.retrospective
 
     # ----------------------------------------------------------------------------------------------------------------
     # the round
@@ -189,7 +189,7 @@ class ZPPOTrainer(LossSeamMixin, GRPOTrainer):
 
     def retrospective_report(self) -> dict:
         """Stored states' continuation success against the plain accuracy of the same questions."""
-        return continuation_success_vs_plain(self.run_state.states)
+        return continuation_success_vs_plain(self.run_state.retrospective)
 
     # ----------------------------------------------------------------------------------------------------------------
     # resume and save

@@ -96,7 +96,7 @@ def test_retrospective_state_survives_a_checkpoint(make_trainer, tmp_path):
     resumed, _ = retrospective_trainer(make_trainer, output_dir=tmp_path / "resumed")
     resumed.load_zppo_state(str(tmp_path / "out" / "checkpoint-4"))
     assert resumed.retrospective_buffer == trainer.retrospective_buffer and len(trainer.retrospective_buffer) > 0
-    assert resumed.run_state.state_rows == trainer.run_state.state_rows
+    assert resumed.run_state.retrospective_rows == trainer.run_state.retrospective_rows
 
 
 def test_a_states_tokens_carry_no_loss(make_trainer):
@@ -106,7 +106,7 @@ def test_a_states_tokens_carry_no_loss(make_trainer):
     trainer, _ = retrospective_trainer(make_trainer, replay_ratio=0.0, per_device_train_batch_size=8)
     row = trainer.train_dataset[3]
     trainer.retrospective_buffer.harvest(3, "Let me add", accuracy=0.25, round_index=-1)  # a state found earlier
-    trainer.run_state.state_rows[3] = row
+    trainer.run_state.retrospective_rows[3] = row
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))

@@ -51,7 +51,7 @@ from ..buffers.replay import ratio_count, round_rng
 from ..buffers.states import RetrospectiveBuffer, is_promising
 from ..round.visits import HardVisit, fit_to_unit
 from ..text import completion_text
-from .baselines import mentions_answer, prefix_row, solution_prefix
+from .baselines import PREFIX_KEY, mentions_answer, prefix_row, solution_prefix
 
 # a step boundary ends right after a line break, or after sentence-ending punctuation followed by whitespace (so
 # "8.5" is not one); the whitespace after a sentence is left to the continuation, as BPE tokenizers write " The"
@@ -168,9 +168,10 @@ def plan_states(state, num_new: int, unit: int, exclude: set, seams) -> list[tup
     if count == 0:
         return []
     rng = round_rng(seams.args.seed, state.round, "retrospective")
-    pids = select_states(state.states, count, rng, exclude=exclude)
+    pids = select_states(state.retrospective, count, rng, exclude=exclude)
     rows = [
-        prefix_row(state.state_rows[pid], pid, "retrospective", state.states.state(pid).prefix, seams) for pid in pids
+        prefix_row(state.retrospective_rows[pid], pid, "retrospective", state.retrospective.state(pid).prefix, seams)
+        for pid in pids
     ]
     return fit_to_unit([("retrospective", row) for row in rows], unit)
 
@@ -178,7 +179,7 @@ def plan_states(state, num_new: int, unit: int, exclude: set, seams) -> list[tup
 def harvest_states(state, visits: list[HardVisit], correct, scored, completions: list, seams) -> None:
     """Every plain visit of the round updates its question's state; a hard visit solved at least once offers the
     state of its first correct rollout that has one (`harvest_state`)."""
-    G, buffer, text = seams.num_generations, state.states, seams.text
+    G, buffer, text = seams.num_generations, state.retrospective, seams.text
     for g, visit in enumerate(visits):
         n = int(scored[g].sum())
         if n == 0:
@@ -195,22 +196,26 @@ def harvest_states(state, visits: list[HardVisit], correct, scored, completions:
             buffer.record_plain(visit.prompt_id, accuracy)
         else:
             buffer.harvest(visit.prompt_id, found, accuracy, state.round)
-            state.state_rows[visit.prompt_id] = visit.row
-    state.state_rows = {pid: state.state_rows[pid] for pid in buffer.ids()}
+            state.retrospective_rows[visit.prompt_id] = visit.row
+    state.retrospective_rows = {pid: state.retrospective_rows[pid] for pid in buffer.ids()}
 
 
 def record_replays(state, states: list[tuple[str, dict]], correct: torch.Tensor, scored: torch.Tensor) -> tuple:
     """Each replayed state's continuations (`correct`, `scored`: `(groups, G)`, scored on state + continuation)
-    update its counts. Returns the round's `(successes, tries)`."""
+    update its counts, when the question still holds that state: a harvest between planning and rolling out (this
+    round's, or with `hint_schedule="next_round"` the next round's too) may have replaced it, and the counts belong
+    to the state that was continued. Returns the round's `(successes, tries)`."""
     for g, (_, row) in enumerate(states):
-        state.states.record_replay(row["prompt_id"], int(correct[g].sum()), int(scored[g].sum()))
+        held = state.retrospective.state(row["prompt_id"])
+        if held is not None and held.prefix == row[PREFIX_KEY][0]:
+            state.retrospective.record_replay(row["prompt_id"], int(correct[g].sum()), int(scored[g].sum()))
     return int(correct.sum()), int(scored.sum())
 
 
 def metrics(state, replays: tuple[int, int]) -> dict[str, float]:
-    counters, (successes, tries) = state.states.counters(), replays
+    counters, (successes, tries) = state.retrospective.counters(), replays
     return {
-        "zppo/retrospective/buffer_size": float(len(state.states)),
+        "zppo/retrospective/buffer_size": float(len(state.retrospective)),
         "zppo/retrospective/total_stored": float(counters["stored"]),
         "zppo/retrospective/total_dropped_unpromising": float(counters["dropped_unpromising"]),
         "zppo/retrospective/continuation_success": successes / tries if tries else float("nan"),

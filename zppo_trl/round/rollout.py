@@ -167,11 +167,10 @@ class TRLSeams:
 
     def reward_inputs(self, inputs: list[dict], completions: list) -> list:
         """The completions the reward functions see: a Prefix or Retrospective Replay row's prefix is prompt to TRL,
-        but the answer is prefix + continuation (its `PREFIX_KEY`, taken off the row here)."""
-        if inputs and PREFIX_KEY in inputs[0]:
-            prefixes = [row.pop(PREFIX_KEY) for row in inputs]
-            completions = [full_completion(c, *prefix) for c, prefix in zip(completions, prefixes, strict=True)]
-        return completions
+        but the answer is prefix + continuation (its `PREFIX_KEY`, taken off the row here). Row by row: a pass may mix
+        them with plain rows (`hint_schedule="next_round"` on a text dataset)."""
+        return [full_completion(c, *row.pop(PREFIX_KEY)) if PREFIX_KEY in row else c
+                for row, c in zip(inputs, completions, strict=True)]  # fmt: skip
 
     def score(self, inputs: list[dict], prompts: list, completions: list, completion_ids: list) -> torch.Tensor:
         """The reward functions on completions the student did not sample, as TRL scores a pass (every process
@@ -265,12 +264,16 @@ class TRLSeams:
         for key, value in metrics.items():
             self.trainer._metrics["train"][key].append(value)
 
-    def show_advantages(self, values: list[float]) -> None:
-        """The completions table shows the advantages trained on: overwrite the newest entries TRL appended."""
+    def show_advantages(self, values: list[float], before_last: int = 0) -> None:
+        """The completions table shows the advantages trained on: overwrite the entries TRL appended for them, the
+        newest ones but the last `before_last` (the rows of later passes, whose advantages TRL's are)."""
         log = self.trainer._logs["advantages"]
-        for _ in range(min(len(values), len(log))):
-            log.pop()
-        log.extend(values)
+        entries = list(log)
+        end = len(entries) - before_last
+        start = max(0, end - len(values))
+        entries[start:end] = values[len(values) - (end - start) :]
+        log.clear()
+        log.extend(entries)
 
 
 def completions_table_logs(logs: dict, maxlen: int) -> dict:

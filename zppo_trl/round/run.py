@@ -162,12 +162,13 @@ def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
         advantages = zppo_advantages(flat_rewards, G)
         output["advantages"] = local_part(advantages, pass_rewards, seams)
         seams.show_advantages(advantages.tolist())
-    elif injected or experience_rows:  # TRL's advantages of the first pass predate the replaced rows: its formula
-        first_pass = total_rewards(pass_rewards[0], seams)  # on the new rewards (plain, and riding groups if any)
+    elif injected or experience_ids:  # TRL's advantages of the first pass predate the replaced rows: its formula on
+        # the new rewards (plain, and riding groups if any; `scale_rewards="batch"` then scales over both)
+        first_pass = total_rewards(pass_rewards[0], seams)
         advantages = baselines.grpo_advantages(first_pass, G, seams.scale_rewards)
         mine = process_share(advantages, seams.num_processes, seams.process_index)
         output["advantages"][: len(mine)] = mine.to(output["advantages"].dtype)
-        seams.show_advantages(advantages.tolist())
+        seams.show_advantages(advantages.tolist(), before_last=sum(len(r) for r in pass_rewards[1:]))
     has_variance = [group_has_variance(r, G) for r in round_rewards]
     flags = torch.cat([f.repeat_interleave(G) for f in has_variance])
     output[INFORMATIVE_FLAG] = local_part(flags, pass_rewards, seams)
@@ -208,7 +209,7 @@ def run_round(new_rows: list[dict], state: RunState, seams) -> RoundResult:
         "evicted_ids": [pid for pid in held if pid not in state.buffer and outcome.get(pid) != "graduated"],
         # what this round generated, over all processes: completions, their tokens (plain and hint rows) and the
         # prompt tokens of every row (a round's processed tokens = prompt + completion tokens)
-        "completions": len(round_rewards[0]) + sum(len(r) for r in round_rewards[1:]),
+        "completions": sum(len(r) for r in round_rewards),
         "tokens": {
             "plain_completion": int(plain_tokens),
             "hint_completion": int(hint_tokens),

@@ -1,8 +1,8 @@
 """ZPPO's resumable state (`RunState`: the buffers, the rows of their questions, the round counter, ExGRPO's latch),
 as one object to save, load and check, and the checkpoint files that hold it: which checkpoint a resume may trust.
 
-ZPPO saves one file, `zppo_buffer_state.json` (the buffer, the replayable question rows, the round counter and the
-global step), written atomically with a checksum. transformers' `_save_checkpoint` writes, in this order: the model
+ZPPO saves one file, `zppo_buffer_state.json` (`RunState.to_dict`: the buffers, their questions' rows, the round
+counter, the hint groups planned for the next round, and the global step), written atomically with a checksum. transformers' `_save_checkpoint` writes, in this order: the model
 (`save_model`, where ZPPOTrainer writes its state, so that it is in the folder before a Hub upload of the checkpoint
 starts), the optimizer and scheduler, the RNG states, `trainer_state.json`, then starts the upload when
 `push_to_hub` is set. A checkpoint is therefore *complete* when `trainer_state.json` and ZPPO's state both read back
@@ -37,14 +37,12 @@ class RunState:
 
     buffer: HardQuestionBuffer
     experience: ExperienceBuffer
-    states: RetrospectiveBuffer
+    retrospective: RetrospectiveBuffer
     rows: dict = field(default_factory=dict)  # question id -> dataset row, for exactly the buffered questions
-    state_rows: dict = field(default_factory=dict)  # the same for the questions with a stored state
+    retrospective_rows: dict = field(default_factory=dict)  # the same for the questions with a stored state
     round: int = 0
     experience_on: bool = False
-    pending: list = field(
-        default_factory=list
-    )  # `hint_schedule="next_round"`: [(kind, row)] planned, not yet rolled out
+    pending: list = field(default_factory=list)  # next_round: [(kind, row)] planned, rolled out next round
 
     @classmethod
     def new(cls, args, num_generations: int) -> RunState:
@@ -57,64 +55,89 @@ class RunState:
 
     def to_dict(self, global_step: int, include_rows: bool = True) -> dict:
         """What a checkpoint saves. `include_rows=False` leaves every dataset row out (what a Hub push uploads, see
-        `ZPPOConfig.push_dataset_rows`): ids and statistics only; a resume from it finds the rows again in the
-        training set by question id (`missing_rows`, `fill_rows`)."""
-        state = {
+        `ZPPOConfig.push_dataset_rows`): ids and statistics only. A resume from it finds the buffered questions' rows
+        again in the training set by question id (`missing_rows`, `fill_rows`), but not the hint groups planned for
+        the next round (their prompts hold the question and the student's wrong answers): its first round has none,
+        and a resume says so (`pending_left_out`)."""
+        experience = self.experience.state_dict()
+        if not include_rows:
+            experience["entries"] = [[pid, k, n, None, t] for pid, k, n, _, t in experience["entries"]]
+        return {
             "buffer": self.buffer.state_dict(),
-            "rows": [[pid, row] for pid, row in self.rows.items()],
+            "rows": [[pid, row] for pid, row in self.rows.items()] if include_rows else [],
             "round": self.round,
             "global_step": global_step,
-            "experience": self.experience.state_dict(),
+            "experience": experience,
             "experience_on": self.experience_on,
-            "retrospective": self.states.state_dict(),
-            "retrospective_rows": [[pid, row] for pid, row in self.state_rows.items()],
+            "retrospective": self.retrospective.state_dict(),
+            "retrospective_rows": [[pid, row] for pid, row in self.retrospective_rows.items()] if include_rows else [],
+            "pending": [[kind, row] for kind, row in self.pending] if include_rows else [],
+            "pending_left_out": 0 if include_rows else len(self.pending),
         }
-        state["pending"] = [[kind, row] for kind, row in self.pending]
-        if not include_rows:  # pending hint rows hold the question too: a resume from such a state plans anew
-            state["rows"], state["retrospective_rows"], state["pending"] = [], [], []
-            state["experience"]["entries"] = [
-                [pid, k, n, None, t] for pid, k, n, _, t in state["experience"]["entries"]
-            ]
-        return state
 
     @classmethod
     def from_dict(cls, payload: dict, args, num_generations: int) -> RunState:
         """The state a checkpoint saved (`read_checkpoint_state`), each buffer validated against this run's config;
-        raises `BufferStateError` naming the field. Rows left out are found with `missing_rows` / `fill_rows`."""
+        raises `BufferStateError` naming the field. Rows left out are found with `missing_rows` / `fill_rows`. Hint
+        groups planned under `hint_schedule="next_round"` are dropped, with a warning, when this run rolls hints
+        out in their own round: nothing would ever roll them out."""
         state = cls.new(args, num_generations)
         state.buffer.load_state_dict(payload.get("buffer", {}))
-        if "experience" in payload:  # absent in states written before ExGRPO was added: an empty buffer
+        if "experience" in payload:  # optional: an empty experience buffer
             state.experience.load_state_dict(payload["experience"])
-        if "retrospective" in payload:  # absent in states written before Retrospective Replay was added
-            state.states.load_state_dict(payload["retrospective"])
+        if "retrospective" in payload:  # optional: no stored states
+            state.retrospective.load_state_dict(payload["retrospective"])
         state.rows = {pid: row for pid, row in payload.get("rows", [])}
-        state.state_rows = {pid: row for pid, row in payload.get("retrospective_rows", [])}
+        state.retrospective_rows = {pid: row for pid, row in payload.get("retrospective_rows", [])}
         state.round, state.experience_on = payload["round"], bool(payload.get("experience_on", False))
-        state.pending = [(kind, row) for kind, row in payload.get("pending", [])]
+        state.pending = _read_pending(payload.get("pending", []))
+        left_out = payload.get("pending_left_out", 0)
+        if left_out and args.hint_schedule == "next_round":
+            warnings.warn(
+                f"the checkpoint was saved without dataset rows, so the {left_out} hint group(s) planned for its next "
+                "round were left out: the first resumed round rolls out none (push_dataset_rows=True keeps them).",
+                stacklevel=3,
+            )
+        if state.pending and args.hint_schedule != "next_round":
+            warnings.warn(
+                f"the checkpoint holds {len(state.pending)} hint group(s) planned for the next round "
+                "(hint_schedule='next_round'); this run rolls hints out in their own round, so they are dropped.",
+                stacklevel=3,
+            )
+            state.pending = []
         return state
 
     def missing_rows(self) -> set:
         """Ids of held questions whose dataset row the state lacks (saved without rows)."""
         missing = {pid for pid in self.buffer.ids() if pid not in self.rows} | set(self.experience.missing_rows())
-        return missing | {pid for pid in self.states.ids() if pid not in self.state_rows}
+        return missing | {pid for pid in self.retrospective.ids() if pid not in self.retrospective_rows}
 
     def fill_rows(self, found: dict) -> None:
         """Give held questions without a row theirs, from `found` (question id -> dataset row)."""
         self.rows.update({pid: found[pid] for pid in self.buffer.ids() if pid not in self.rows and pid in found})
         self.experience.fill_rows(found)
-        self.state_rows.update(
-            {pid: found[pid] for pid in self.states.ids() if pid not in self.state_rows and pid in found}
+        held = self.retrospective.ids()
+        self.retrospective_rows.update({p: found[p] for p in held if p not in self.retrospective_rows and p in found})
+
+
+def _read_pending(raw) -> list:
+    """The saved next-round hint groups: `[[kind, model-input row], ...]`."""
+    if not isinstance(raw, list) or not all(
+        isinstance(g, list) and len(g) == 2 and isinstance(g[0], str) and isinstance(g[1], dict) and "prompt" in g[1]
+        for g in raw
+    ):
+        raise BufferStateError(
+            "ZPPO state field `pending` must be a list of [kind, row] pairs (the hint groups planned for the next "
+            "round). Resume from another checkpoint, or with the zppo_trl version that wrote it."
         )
-
-
-def _checksum(payload: dict) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return [(kind, row) for kind, row in raw]
 
 
 def state_digest(payload: dict) -> str:
-    """A digest of a ZPPO state, equal on two processes exactly when their states are."""
-    return _checksum(payload)
+    """The sha256 of a ZPPO state's canonical JSON: the file's checksum, and equal on two processes exactly when
+    their states are."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def write_state_file(path: str, payload: dict) -> None:
@@ -123,7 +146,7 @@ def write_state_file(path: str, payload: dict) -> None:
     transformers writes checkpoints in place, so a crash mid-write must never leave a half-written state that a
     resume would read as valid: the rename is atomic on POSIX file systems.
     """
-    document = {"schema_version": SCHEMA_VERSION, "checksum": _checksum(payload), "payload": payload}
+    document = {"schema_version": SCHEMA_VERSION, "checksum": state_digest(payload), "payload": payload}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".zppo_state.", suffix=".tmp", dir=folder)
@@ -156,7 +179,7 @@ def read_state_file(path: str) -> dict:
             "Resume with the zppo_trl version that wrote it."
         )
     payload = document.get("payload")
-    if not isinstance(payload, dict) or document.get("checksum") != _checksum(payload):
+    if not isinstance(payload, dict) or document.get("checksum") != state_digest(payload):
         raise BufferStateError(
             f"ZPPO buffer state {path} fails its checksum: the file was modified or partially written. Resume from "
             "an earlier checkpoint, or delete the file to restart the buffer empty."
