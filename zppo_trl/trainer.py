@@ -2,7 +2,7 @@
 
 A thin seam over `trl.GRPOTrainer`: every wrapped method calls `super()` and no TRL method body is copied. One class
 stands between the two (`round/loss.py`'s `LossSeamMixin`: the micro-batch and loss hooks TRL forces). Private TRL
-hooks wrapped here (their signatures are pinned by tests/test_trainer.py):
+hooks wrapped here (their signatures are pinned by tests/round/test_trainer.py):
 
 - `_generate_and_score_completions`: one generation round, `round/run.py`'s `run_round`, which reads TRL and the
   model only through `round/rollout.py`'s `TRLSeams`;

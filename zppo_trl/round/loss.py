@@ -1,7 +1,7 @@
 """The micro-batch and loss seam TRL forces: TRL's micro-batches regrouped so hint rows do not pad plain rows, plain
 and hint rows of a mixed micro-batch run as two trimmed forwards, and ExGRPO's replayed rows given the shaped
 surrogate. Wraps `GRPOTrainer._prepare_inputs`, `compute_loss` and `_get_per_token_logps_and_entropies` (their
-signatures are pinned by tests/test_trainer.py); TRL offers no other way to see a micro-batch's rows in the loss."""
+signatures are pinned by tests/round/test_trainer.py); TRL offers no other way to see a micro-batch's rows in the loss."""
 
 from __future__ import annotations
 
@@ -114,8 +114,9 @@ class LossSeamMixin:
         """Run plain rows and hint rows of a mixed micro-batch as two forward calls, each trimmed of the prompt
         padding it does not need (measured: a 20-token plain prompt padded to a 300-token hint prompt costs
         15x). Results are identical up to float error: RoPE attention depends only on relative positions and the
-        trimmed columns are masked padding. Every process splits the same way (each holds the same number of plain
-        and hint rows per micro-batch), so sharded engines see the same number of forward calls on every rank."""
+        trimmed columns are masked padding. A micro-batch is flagged for the split only where it is mixed on every
+        process (`_split_only_where_every_process_does`), so sharded engines see the same number of forward calls
+        on every rank."""
         flags = self._micro_batch_hint_flags
         # split only text micro-batches that hold both kinds; any image input (hint prompts are text-only, so this is
         # an evaluation or a user's own call) or a positional argument goes to TRL's forward unchanged
