@@ -14,8 +14,10 @@ rather than argued:
 - `grpo`: TRL's `GRPOTrainer`.
 - `grpo_replay` (GRPO†): `ZPPOTrainer` with `hint_ratio=0` and the paper's `replay_ratio=0.25` (replay, no hints).
 - `zppo`: `ZPPOTrainer` with the paper's defaults (replay 0.25, BCQ/NCQ hint prompts for 0.25 of the new prompts).
+- `zppo_next_round`: ZPPO with `hint_schedule="next_round"`: a round's hint groups are rolled out with the next
+  round's plain prompts, in one generation pass per step instead of two.
 - `zppo_one_forward` (only with `--methods`): ZPPO with the plain/hint split forward switched off, so every row of a
-  mixed micro-batch is padded to the longest hint prompt (the cost trap of TRL_SEAMS §7).
+  mixed micro-batch is padded to the longest hint prompt (the cost the split forward avoids).
 
 Setup, identical for every method: a tiny random Llama built in code (`--model-size`), the char-level tokenizer,
 `--prompts-per-step` new addition questions x `--num-generations` rollouts per step, one generation round per
@@ -37,7 +39,8 @@ ZPPO to GRPO†). `--profile` splits each steady step into: the plain generation
 pass (`trainer._generate`, told apart by the round's rollout pass it runs in, `trainer.round_seams.rollout`), reward scoring (`trainer._calculate_rewards`), the
 rest of the round (`_generate_and_score_completions` minus those: tokenizing, buffer, hint prompts, joining), the loss
 forward (`compute_loss`) and backward (`accelerator.backward`), and the rest (optimizer, callbacks, logging); and the
-padding share of the loss forward (padded positions / all positions fed to the model inside `compute_loss`). All of
+padding share of the loss forward (padded positions / all positions fed to the model inside `compute_loss`) and of
+generation (the same over every generation forward: prefill and decode steps). All of
 it by wrapping methods on the trainer instance; the library is not changed.
 
 On this CPU setup with a tiny model, generation is mostly latency-bound (each of the L decode steps costs nearly the
@@ -66,10 +69,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SIZES = {"1m": (128, 4), "10m": (320, 8)}  # hidden size, layers
-METHODS = ("grpo", "grpo_replay", "zppo", "zppo_one_forward")
-DEFAULT_METHODS = "grpo,grpo_replay,zppo"
+METHODS = ("grpo", "grpo_replay", "zppo", "zppo_next_round", "zppo_one_forward")
+DEFAULT_METHODS = "grpo,grpo_replay,zppo,zppo_next_round"
 LABELS = {"grpo": "GRPO (TRL)", "grpo_replay": "GRPO† (replay, no hints)", "zppo": "ZPPO",
-          "zppo_one_forward": "ZPPO, split forward off"}  # fmt: skip
+          "zppo_next_round": "ZPPO, one pass (next_round)", "zppo_one_forward": "ZPPO, split forward off"}  # fmt: skip
 HINT_TO_PLAIN = 10  # target length of a hint prompt, in plain prompts
 PROFILE_PARTS = ("generation_plain", "generation_hint", "rewards", "round_other", "loss_forward", "loss_backward",
                  "step_other")  # fmt: skip
@@ -125,7 +128,8 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
                                "plain_prompt_tokens": 0, "hint_prompt_tokens": 0, "completion_tokens": 0,
                                "completion_length_min": None, "completion_length_max": None,
                                **{f"{part}_s": 0.0 for part in PROFILE_PARTS}, "round_s": 0.0,
-                               "loss_positions": 0, "loss_padded_positions": 0,
+                               "loss_positions": 0, "loss_padded_positions": 0, "generation_positions": 0,
+                               "generation_padded_positions": 0,
                                "start": time.perf_counter()})  # fmt: skip
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -137,6 +141,8 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
                               processing_class=tokenizer, callbacks=[StepRecorder()])  # fmt: skip
     else:
         hints = {} if method != "grpo_replay" else {"hint_ratio": 0.0}  # GRPO†: replay at the paper's 0.25, no hints
+        if method == "zppo_next_round":
+            hints = {"hint_schedule": "next_round"}
         args = ZPPOConfig(**common, teacher_column="solution", candidate_max_tokens=hint_budget,
                           hint_prompt_max_tokens=hint_budget, **hints)  # fmt: skip
         trainer = ZPPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data,
@@ -182,7 +188,7 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
 
     wrap("_generate_and_score_completions", counted_round)
     if profile:
-        in_hint_pass, in_loss = [False], [False]
+        in_hint_pass, in_loss, in_generation = [False], [False], [False]
 
         def rollout_pass(original, groups, metrics_prefix=None, **kw):  # an extra (hint) pass logs under a prefix
             in_hint_pass[0] = metrics_prefix is not None
@@ -192,7 +198,11 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
                 in_hint_pass[0] = False
 
         def generation(original, *a, **kw):
-            return timed("generation_hint" if in_hint_pass[0] else "generation_plain")(original, *a, **kw)
+            in_generation[0] = True
+            try:
+                return timed("generation_hint" if in_hint_pass[0] else "generation_plain")(original, *a, **kw)
+            finally:
+                in_generation[0] = False
 
         def loss_forward(original, *a, **kw):
             in_loss[0] = True
@@ -201,11 +211,12 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
             finally:
                 in_loss[0] = False
 
-        def count_positions(module, args, kwargs):  # every model forward inside compute_loss: the loss's inputs
-            if in_loss[0] and kwargs.get("attention_mask") is not None:
-                mask = kwargs["attention_mask"]
-                steps_seen[-1]["loss_positions"] += mask.numel()
-                steps_seen[-1]["loss_padded_positions"] += int(mask.numel() - mask.sum())
+        def count_positions(module, args, kwargs):  # every model forward in the loss or in generation: its inputs
+            mask = kwargs.get("attention_mask")
+            where = "loss" if in_loss[0] else "generation" if in_generation[0] else None
+            if where and mask is not None:
+                steps_seen[-1][f"{where}_positions"] += mask.numel()
+                steps_seen[-1][f"{where}_padded_positions"] += int(mask.numel() - mask.sum())
 
         if hasattr(trainer, "round_seams"):  # ZPPOTrainer (TRL's GRPOTrainer runs one pass per step)
             wrap("rollout", rollout_pass, owner=trainer.round_seams)
@@ -255,10 +266,13 @@ def run_one(method: str, length: int, steps: int, size: str, prompts: int, gener
             s["round_other_s"] = s["round_s"] - s["generation_plain_s"] - s["generation_hint_s"] - s["rewards_s"]
             s["step_other_s"] = s["seconds"] - s["round_s"] - s["loss_forward_s"] - s["loss_backward_s"]
         positions = sum(s["loss_positions"] for s in steady)
+        generated = sum(s["generation_positions"] for s in steady)
         result["profile"] = {
             **{f"{part}_s": mean(f"{part}_s") for part in PROFILE_PARTS},
             "loss_forward_positions_per_step": positions / len(steady),
             "loss_forward_padding_share": sum(s["loss_padded_positions"] for s in steady) / max(1, positions),
+            # attention positions the generation forwards see (prefill and every decode step) that are padding
+            "generation_padding_share": sum(s["generation_padded_positions"] for s in steady) / max(1, generated),
         }
     return result
 
@@ -291,10 +305,12 @@ def table_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def profile_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["L", "method", "s/step", *(f"{part} s" for part in PROFILE_PARTS), "loss padding share"]
+    header = ["L", "method", "s/step", *(f"{part} s" for part in PROFILE_PARTS), "loss padding share",
+              "generation padding share"]  # fmt: skip
     rows = [[str(r["completion_length"]), r["method"], f"{r['seconds_per_step']:.3f}",
              *(f"{r['profile'][f'{part}_s']:.3f}" for part in PROFILE_PARTS),
-             f"{r['profile']['loss_forward_padding_share']:.2f}"] for r in results if "profile" in r]  # fmt: skip
+             f"{r['profile']['loss_forward_padding_share']:.2f}",
+             f"{r['profile']['generation_padding_share']:.2f}"] for r in results if "profile" in r]  # fmt: skip
     return header, rows
 
 

@@ -333,12 +333,16 @@ def test_benchmark_smoke_on_the_shift_task_records_the_recipe_and_the_decision(t
     assert zppo["bcq_accuracy"] is not None and zppo["ncq_accuracy"] is not None  # both hint kinds were built
     assert zppo["recipe"]["hint_ratio"] == 3.0 and zppo["recipe"]["replay_ratio"] == 1.0
     decision = task["decision"]["zppo"]
-    assert decision["verdict"] in ("met", "refuted", "open") and decision["seeds"] == 2
-    assert set(decision["endpoints"]) == {
-        "bin0_graduation_rate",
-        "hard_heldout_accuracy",
-        "hard_gold_logprob_per_token",
-    }
+    assert decision["verdict"] in ("met", "refuted", "open")
+    # the smoke's few pretraining steps may leave a student outside the zone: it is left out, with its reason
+    assert decision["seeds"] + len(decision["excluded"]) == 2
+    assert all(why and all(isinstance(w, str) for w in why) for why in decision["excluded"].values())
+    if decision["seeds"]:
+        assert set(decision["endpoints"]) == {
+            "bin0_graduation_rate",
+            "hard_heldout_accuracy",
+            "hard_gold_logprob_per_token",
+        }
     assert "Decision, zppo - GRPO†" in (tmp_path / "table.md").read_text()
 
 

@@ -8,7 +8,8 @@ import pytest
 from example_scripts import load_example
 
 ARM_FIELDS = {"held_out_gold_logprob_before", "held_out_gold_logprob_after", "held_out_accuracy_before",
-              "held_out_accuracy_after", "num_questions", "per_seed", "gold_logprob_change", "accuracy_change",
+              "held_out_accuracy_after", "held_out_gold_answer_logprob_before", "held_out_gold_answer_logprob_after",
+              "num_questions", "per_seed", "gold_logprob_change", "gold_answer_logprob_change", "accuracy_change",
               "clip_fractions", "gold_logprob_change_per_question"}  # fmt: skip
 
 
@@ -48,9 +49,11 @@ def test_the_smoke_fills_every_field_with_finite_numbers(smoke):
         assert ARM_FIELDS <= set(summary), ARM_FIELDS - set(summary)
         assert summary["num_questions"] == report["held_out_before"]["questions"] > 0
         for key in ("held_out_gold_logprob_before", "held_out_gold_logprob_after", "held_out_accuracy_before",
-                    "held_out_accuracy_after"):  # fmt: skip
+                    "held_out_accuracy_after", "held_out_gold_answer_logprob_before",
+                    "held_out_gold_answer_logprob_after"):  # fmt: skip
             assert finite(summary[key]), (arm, key)
-        for change in (summary["gold_logprob_change"], summary["accuracy_change"]):
+        for change in (summary["gold_logprob_change"], summary["gold_answer_logprob_change"],
+                       summary["accuracy_change"]):  # fmt: skip
             assert finite(change["mean"]) and all(finite(x) for x in change["ci95"]) and change["n"] == 2
         assert set(summary["per_seed"]) == {"0", "1"}
         for run in summary["per_seed"].values():
@@ -59,7 +62,7 @@ def test_the_smoke_fills_every_field_with_finite_numbers(smoke):
             assert all(finite(v) for v in run["after"]["gold_logprob_per_question"].values())
             assert len(run["clip_fractions"]["per_update_region"]) == run["optimizer_steps"]
         assert all(finite(summary["clip_fractions"][k]) for k in ("region_mean", "low_mean", "high_mean"))
-    for key in ("gold_logprob", "accuracy"):
+    for key in ("gold_logprob", "gold_answer_logprob", "accuracy"):
         assert finite(report["difference"][key]["mean"]) and len(report["difference"][key]["per_seed"]) == 2
 
 
@@ -93,6 +96,17 @@ def test_a_rerun_resumes_from_the_cache_and_refuses_another_configuration(gate, 
     assert again["arms"]["bcq"]["per_seed"] == report["arms"]["bcq"]["per_seed"]
     with pytest.raises(SystemExit, match="another configuration"):
         gate.main(["--smoke", "--steps", "1", "--out", str(out)])
+
+
+def test_the_answer_tokens_are_where_the_last_step_computes_the_answer(gate):
+    solution = "19 + 13 = 32, and 32 - 2 = 30. The answer is \\boxed{30}."
+    start, end = gate.answer_span(solution, "30")
+    assert solution[start:end] == "30" and solution[start - 2 : start] == "= "
+    # an answer equal to an operand copied from the question is found where it is computed, not where it is copied
+    copied = "5 + 7 = 12, and 12 - 7 = 5. The answer is \\boxed{5}."
+    start, _ = gate.answer_span(copied, "5")
+    assert copied[start - 2 : start + 2] == "= 5."
+    assert gate.answer_span("no number here", "5") is None
 
 
 def test_t_interval_matches_the_table(gate):
