@@ -2,7 +2,7 @@
 python scripts/make_notebook.py
 
 Each notebook starts with a parameters cell (`# Parameters`) that CI replaces to run it top to bottom on CPU with
-`TINY = True` (tests/test_notebook.py); every other cell runs as written.
+`TINY = True` (tests/cli/test_notebook.py); every other cell runs as written.
 """
 
 import nbformat as nbf

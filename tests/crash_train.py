@@ -1,4 +1,4 @@
-"""Run by tests/test_crash_resume.py in a subprocess: train the tiny model 4 steps (checkpoints every 2) and, in the
+"""Run by tests/round/test_crash_resume.py in a subprocess: train the tiny model 4 steps (checkpoints every 2) and, in the
 kill modes, SIGKILL this very process at a fixed point. Writes OUT/result.json when it reaches the end.
 
     python crash_train.py OUT MODE

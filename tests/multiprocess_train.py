@@ -1,4 +1,4 @@
-"""Run by tests/test_multiprocess.py under `torchrun --standalone --nproc_per_node 2`: trains the tiny model with
+"""Run by tests/round/test_multiprocess.py under `torchrun --standalone --nproc_per_node 2`: trains the tiny model with
 ZPPO (checkpoints every 2 steps) and writes, per rank, the buffer state and hint prompts of every round to
 OUT/{tag}rank{r}.json. `python multiprocess_train.py OUT [kill | resume | VARIANT]`: `kill` SIGKILLs rank 0 after
 step 3 (checkpoint-2 is the newest complete one); `resume` continues from the newest complete checkpoint (chosen by

@@ -1,6 +1,6 @@
 """Record what every method does, round by round, on the tiny model: the buffers, the round record (new, replayed
 and experience ids, the hint prompts as the student saw them), the advantages of the round's rows and the logged
-losses and zppo/* metrics. tests/test_pinned_behaviour.py compares a fresh recording with the committed one
+losses and zppo/* metrics. tests/round/test_pinned_behaviour.py compares a fresh recording with the committed one
 (tests/fixtures/pinned_rounds.json), so a change to the trainer's structure that changes what is trained fails.
 
     python tests/pinned_rounds.py tests/fixtures/pinned_rounds.json   # re-record (only for a change of behaviour)
