@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from saved_state_edits import replaced
 
 from zppo_trl.buffers.experience import (
     BYTES_PER_TOKEN_IN_JSON,
@@ -156,15 +157,6 @@ def test_state_round_trips_through_json_keeping_id_types():
     assert json.dumps(buf.state_dict()) == json.dumps(restored.state_dict())  # deterministic order
 
 
-def _corrupt(state, path, value):
-    state = json.loads(json.dumps(state))
-    target = state
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return state
-
-
 @pytest.mark.parametrize(
     "path, value, field",
     [
@@ -187,7 +179,7 @@ def test_a_corrupted_state_raises_naming_the_field_and_changes_nothing(path, val
     buf = filled_buffer()
     before = buf.state_dict()
     with pytest.raises(BufferStateError, match=field.replace("[", r"\[").replace("]", r"\]")):
-        buf.load_state_dict(_corrupt(before, path, value))
+        buf.load_state_dict(replaced(before, path, value))
     assert buf.state_dict() == before
 
 

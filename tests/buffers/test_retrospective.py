@@ -7,6 +7,7 @@ import random
 import re
 
 import pytest
+from saved_state_edits import replaced
 
 from zppo_trl.buffers.hard import BufferStateError
 from zppo_trl.buffers.states import RetrospectiveBuffer, is_promising
@@ -273,12 +274,7 @@ def _saved():
 
 
 def _with(path, value):
-    state = _saved()
-    target = state
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return state
+    return replaced(_saved(), path, value)
 
 
 @pytest.mark.parametrize(

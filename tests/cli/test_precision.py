@@ -74,16 +74,6 @@ def test_the_cli_adds_device_flags_only_for_settings_not_given(monkeypatch):
 needs_bitsandbytes = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="no bitsandbytes")
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tokenizer):
-    from zppo_trl.tiny import build_tiny_llama
-
-    folder = tmp_path_factory.mktemp("tiny")
-    build_tiny_llama(tokenizer, hidden_size=64, num_layers=2).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 def load_4bit(folder):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 

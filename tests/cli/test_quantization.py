@@ -18,18 +18,6 @@ import torch
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes not installed")
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tokenizer):
-    from zppo_trl.tiny import build_tiny_llama
-
-    folder = tmp_path_factory.mktemp("tiny")
-    # hidden 64, intermediate 256: down_proj has 4 quantisation blocks per row, so a scale put back in the wrong
-    # order changes its weights
-    build_tiny_llama(tokenizer, hidden_size=64, num_layers=2).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 @pytest.fixture
 def build_lora_trainer(make_trainer):
     """A ZPPOTrainer with the same LoRA initialisation every time (GRPOTrainer seeds before wrapping the model)."""
