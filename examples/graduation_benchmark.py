@@ -25,7 +25,7 @@ tasks, none on `shift`). A run reads what it reports from the trainer's public r
 round (a `TrainerCallback`), `trainer.replay_buffer`'s counters and `trainer.state.log_history`. Each run records
 `recipe` (updates per rollout, scheduler, weight decay, sampler, hint schedule, ratios) and the clip fractions TRL
 logged. `METHODS` may carry `hint_schedule` ("same_round": hints from this round's rollouts in a second pass;
-"next_round": with the next round's plain prompts in one pass, which needs a ZPPOConfig that has the field).
+"next_round": with the next round's plain prompts in one pass).
 
 The tag task and its student (why a zone of proximal development exists, and what is and is not shown):
 - A question `k=bad s=4 h?` names a 3-letter key over a..j, a check digit `s` and a family marker. The answer is a
@@ -268,26 +268,12 @@ TASKS = {
 }  # fmt: skip
 
 
-def has_config_field(name: str) -> bool:
-    import dataclasses
-
-    from zppo_trl import ZPPOConfig
-
-    return name in {f.name for f in dataclasses.fields(ZPPOConfig)}
-
-
 def method_config(task: Task, method: str) -> dict:
     """The method's ZPPOConfig overrides for this task (its ratios scaled, NCQ as the task says)."""
     overrides = {k: v * task.ratio_scale if k.endswith("_ratio") else v for k, v in METHODS[method].items()}
     for key, value in (task.ratios or {}).items():  # the task's own ratios where the method replays / hints
         if overrides.get(key, 0) > 0:
             overrides[key] = value
-    if "hint_schedule" in overrides and not has_config_field("hint_schedule"):
-        # a zppo_trl without the option builds hints from this round's rollouts: that is "same_round"
-        if overrides["hint_schedule"] != "same_round":
-            raise SystemExit(f"{method}: hint_schedule={overrides['hint_schedule']!r} needs a zppo_trl whose "
-                             "ZPPOConfig has `hint_schedule`; this one builds hints in the same round")  # fmt: skip
-        del overrides["hint_schedule"]
     ncq = task.ncq if task.ncq is not None else METHODS[method].get("hint_type") is not None
     return overrides | {"use_ncq": ncq}
 
@@ -515,7 +501,7 @@ def run_method(task: Task, method: str, seed: int, profile: str, out_dir: str, l
         "pretrain_seconds": pretrained.get("seconds"),
         "recipe": {"updates_per_rollout": updates_per_rollout(args), "lr_scheduler_type": scheduler,
                    "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
-                   "hint_schedule": getattr(args, "hint_schedule", "same_round"), "sampler": sampler,
+                   "hint_schedule": args.hint_schedule, "sampler": sampler,
                    "replay_ratio": args.replay_ratio, "hint_ratio": args.hint_ratio, "use_ncq": args.use_ncq,
                    "rounds": recorder.rounds, "new_prompts_per_round": new_prompts, "pool": len(train)},
         "clip_fractions": {k: mean_of(f"clip_ratio/{k}_mean", steps_logged) for k in ("region", "low", "high")},
@@ -932,16 +918,7 @@ def main():
     tasks = [t for t in args.tasks.split(",") if t]
     if not tasks or any(t not in TASKS for t in tasks):
         parser.error(f"--tasks: got {args.tasks!r}; choose from {list(TASKS)}")
-    next_round = has_config_field("hint_schedule")  # "all" leaves out what this zppo_trl cannot run
-    extra = (
-        [
-            m
-            for m in METHODS
-            if m not in CORE_METHODS and (next_round or METHODS[m].get("hint_schedule") != "next_round")
-        ]
-        if args.methods == "all"
-        else [m for m in args.methods.split(",") if m]
-    )
+    extra = [m for m in METHODS if m not in CORE_METHODS] if args.methods == "all" else [m for m in args.methods.split(",") if m]
     unknown = [m for m in extra if m not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
