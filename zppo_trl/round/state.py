@@ -2,11 +2,12 @@
 as one object to save, load and check, and the checkpoint files that hold it: which checkpoint a resume may trust.
 
 ZPPO saves one file, `zppo_buffer_state.json` (`RunState.to_dict`: the buffers, their questions' rows, the round
-counter, the hint groups planned for the next round, and the global step), written atomically with a checksum. transformers' `_save_checkpoint` writes, in this order: the model
-(`save_model`, where ZPPOTrainer writes its state, so that it is in the folder before a Hub upload of the checkpoint
-starts), the optimizer and scheduler, the RNG states, `trainer_state.json`, then starts the upload when
-`push_to_hub` is set. A checkpoint is therefore *complete* when `trainer_state.json` and ZPPO's state both read back
-intact and name the same global step: a folder cut short anywhere before the end fails that test.
+counter, the hint groups planned for the next round, and the global step), written atomically with a checksum.
+transformers' `_save_checkpoint` writes, in this order: the model (`save_model`, where ZPPOTrainer writes its state,
+so that it is in the folder before a Hub upload of the checkpoint starts), the optimizer and scheduler, the RNG
+states, `trainer_state.json`, then starts the upload when `push_to_hub` is set. A checkpoint is therefore *complete*
+when `trainer_state.json` and ZPPO's state both read back intact and name the same global step: a folder cut short
+anywhere before the end fails that test.
 """
 
 from __future__ import annotations
