@@ -72,3 +72,15 @@ def tiny_model_dir(tmp_path_factory):
     build_tiny_llama(tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, tokenizer):
+    """A smaller tiny Llama saved for the QLoRA tests' 4-bit loading. Hidden 64, intermediate 256: down_proj has 4
+    quantisation blocks per row, so a scale put back in the wrong order changes its weights."""
+    from zppo_trl.tiny import build_tiny_llama
+
+    folder = tmp_path_factory.mktemp("tiny")
+    build_tiny_llama(tokenizer, hidden_size=64, num_layers=2).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
