@@ -39,8 +39,8 @@ import torch
 logger = logging.getLogger(__name__)
 
 # Largest relative change of a dequantised weight after a restore: each block's scale was rounded to bfloat16 (8
-# significant bits, round to nearest: 2**-8 = 0.39%). Measured on the tiny Llama (tests/cli/test_quantization.py): 0.38%,
-# with and without double quantisation.
+# significant bits, round to nearest: 2**-8 = 0.39%). Measured on the tiny Llama (tests/cli/test_quantization.py):
+# 0.38%, with and without double quantisation.
 RESTORED_WEIGHT_MAX_RELATIVE_ERROR = 2.0**-8
 _warned_lossy_restore = False
 

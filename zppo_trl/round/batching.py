@@ -2,8 +2,8 @@
 
 TRL's `_generate_and_score_completions` returns a dict of per-row tensors (prompt left-padded, completion
 right-padded) plus the 0-dim `num_items_in_batch`. A round runs it once per pass (a second pass for the hint groups
-under hint_schedule="same_round", one pass under "next_round") and joins the results here. Only
-text batches are supported (the keys listed below); anything else raises, rather than being silently dropped.
+under hint_schedule="same_round", one pass under "next_round") and joins the results here. Only text batches are
+supported (the keys listed below); anything else raises, rather than being silently dropped.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The micro-batch and loss seam TRL forces: TRL's micro-batches regrouped so hint rows do not pad plain rows, plain
 and hint rows of a mixed micro-batch run as two trimmed forwards, and ExGRPO's replayed rows given the shaped
 surrogate. Wraps `GRPOTrainer._prepare_inputs`, `compute_loss` and `_get_per_token_logps_and_entropies` (their
-signatures are pinned by tests/round/test_trainer.py); TRL offers no other way to see a micro-batch's rows in the loss."""
+signatures are pinned by tests/round/test_trainer.py); TRL offers no other way to see a micro-batch's rows in the
+loss."""
 
 from __future__ import annotations
 

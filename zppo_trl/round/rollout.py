@@ -1,7 +1,8 @@
 """What a round asks of TRL and of the model, in one place: `TRLSeams` reads the `GRPOTrainer` private fields and
-methods a round needs (the trainer itself touches only its hooks, `_metrics` and `_logs`). It runs TRL's rollout pass on a round's groups and hands back rewards and completions as values
-(`Rollout`), scores completions the student did not sample, calls the teacher on the main process and broadcasts it,
-runs the model's no-grad forwards ExGRPO and the injection need, gathers across processes and writes metrics.
+methods a round needs (the trainer itself touches only its hooks, `_metrics` and `_logs`). It runs TRL's rollout
+pass on a round's groups and hands back rewards and completions as values (`Rollout`), scores completions the
+student did not sample, calls the teacher on the main process and broadcasts it, runs the model's no-grad forwards
+ExGRPO and the injection need, gathers across processes and writes metrics.
 `round/run.py` sees only this interface, so a fake of it (tests/fakes.py) runs a round without a model.
 """
 

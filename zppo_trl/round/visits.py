@@ -69,9 +69,9 @@ def round_visits(
 
 def merge_visits(visits: Sequence[HardVisit]) -> list[HardVisit]:
     """One visit per question: groups of the same question in one round (a dataset that holds the same question
-    twice, identified by `buffers.replay.question_id`) are merged, their correct and scored rollouts summed and their wrong
-    rollouts joined, at the first group's position. So the buffer sees one visit per question per round, as it
-    would had the question been rolled out once with more rollouts (ours)."""
+    twice, identified by `buffers.replay.question_id`) are merged, their correct and scored rollouts summed and
+    their wrong rollouts joined, at the first group's position. So the buffer sees one visit per question per round,
+    as it would had the question been rolled out once with more rollouts (ours)."""
     merged: dict[Any, HardVisit] = {}
     for v in visits:
         if v.prompt_id in merged:
