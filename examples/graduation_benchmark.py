@@ -84,6 +84,7 @@ import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -391,7 +392,8 @@ def task_sampler(task: Task) -> dict:
     """The sampler of every run of this task (all methods share it): what the held-out evaluation uses."""
     from zppo_trl.evaluation import training_sampler
 
-    return training_sampler(rl_args(task, "grpo", 0, next(iter(task.profiles)), "/tmp/unused"))
+    # a config only: nothing is written to its output folder
+    return training_sampler(rl_args(task, "grpo", 0, next(iter(task.profiles)), tempfile.gettempdir()))
 
 
 class RoundRecorder:
